@@ -1,0 +1,20 @@
+"""ASGI entry point: Django's HTTP app, and WebSockets behind the same MIDDLEWARE."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+# Build Django's app first: it sets Django up before any model is imported.
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter  # noqa: E402
+
+from realtime.handshake import DjangoMiddlewareWebSocketRouter  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": DjangoMiddlewareWebSocketRouter("realtime.routing"),
+    }
+)

@@ -1,0 +1,40 @@
+"""URLs: the demo pages, the JSON API (CONTRACT.md section 2), accounts and admin."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import path, register_converter
+
+from realtime import views
+from realtime.models import SLUG_PATTERN
+
+
+class RoomSlugConverter:
+    """A room slug: ``[a-z0-9-]{1,50}``."""
+
+    regex = SLUG_PATTERN
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(RoomSlugConverter, "room")
+
+urlpatterns = [
+    path("", views.lobby, name="lobby"),
+    path("rooms/<room:slug>/", views.room, name="room"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("api/me", views.me, name="api-me"),
+    path("api/tokens", views.tokens, name="api-tokens"),
+    path("api/rooms", views.rooms, name="api-rooms"),
+    path("api/rooms/<room:slug>/messages", views.room_messages, name="api-room-messages"),
+    path("api/rooms/<room:slug>/presence", views.room_presence, name="api-room-presence"),
+    path("healthz", views.healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+]
+
+handler404 = "realtime.views.not_found"
+handler500 = "realtime.views.server_error"

@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+
+
+class RealtimeConfig(AppConfig):
+    """The realtime app: rooms, messages, tokens, and the live transports."""
+
+    name = "realtime"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        """Called once Django is set up: connect the model signals."""
+        from . import signals  # noqa: F401

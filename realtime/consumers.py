@@ -1,0 +1,143 @@
+"""The room WebSocket consumer: lifecycle, client commands, layer handlers."""
+
+from __future__ import annotations
+
+import json
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from . import chat, events, presence
+from .chat import ClientError
+
+REPLAY_PAGE = 200
+
+
+class RoomConsumer(AsyncWebsocketConsumer):
+    """One socket in a room: ``/ws/rooms/<slug>/``.
+
+    ``scope["user"]`` and ``scope["session"]`` come from Django's middleware
+    stack (realtime.handshake), exactly as a view would see them.
+    """
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Called when the handshake passed the middleware stack; refuse or accept."""
+        self.user = self.scope["user"]
+        self.room = self.scope["url_route"]["kwargs"]["slug"]
+        self.joined = False
+        try:
+            after = chat.parse_after(self.scope["request"].GET.get("after"))
+        except ClientError:
+            after = None
+        if not chat.can_join(self.user, self.room):
+            await self.close()
+            return
+        limit = settings.REALTIME_MAX_CONNECTIONS_PER_USER
+        if await presence.user_connections(self.user.pk) >= limit:
+            await self.close()
+            return
+        # Subscribe before reading history, so nothing falls between the two;
+        # live messages already replayed are skipped by id (room_event).
+        await self.channel_layer.group_add(events.room_group(self.room), self.channel_name)
+        await self.accept()
+        await chat.room_get_or_create(slug=self.room)
+        last_id = await chat.room_last_id(slug=self.room)
+        self.sent_id = last_id if after is None else after
+        await self.send_event(events.hello(user=self.user, room=self.room, last_id=last_id))
+        if after is not None:
+            await self.replay(after)
+        users = await presence.join(room=self.room, user=self.user, deliver=self.deliver)
+        self.joined = True
+        await self.send_event(events.presence(users))
+
+    async def disconnect(self, code: int) -> None:
+        """Called when the socket closed, whoever closed it."""
+        if getattr(self, "joined", False):
+            await presence.leave(room=self.room, user=self.user, deliver=self.deliver)
+        if hasattr(self, "room"):
+            await self.channel_layer.group_discard(events.room_group(self.room), self.channel_name)
+
+    async def dispatch(self, message: dict) -> None:
+        """Route a message to its handler; room events skip the DB-connection check.
+
+        Channels runs ``close_old_connections`` in a thread before every
+        handler; a delivery touches no database, so that hop is pure cost.
+        """
+        if message["type"] == events.ROOM_EVENT:
+            await self.room_event(message)
+        else:
+            await super().dispatch(message)
+
+    async def replay(self, after: int) -> None:
+        """Send every stored message of the room after ``after``, a page at a time."""
+        while True:
+            page = await chat.messages_list(slug=self.room, after=after, limit=REPLAY_PAGE)
+            for event in page:
+                await self.send_event(event)
+            if len(page) < REPLAY_PAGE:
+                return
+            after = page[-1]["id"]
+
+    # -- client commands -------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Called with each frame; any ClientError becomes an error event."""
+        try:
+            await self.command(_decode_frame(text_data, bytes_data))
+        except ClientError as exc:
+            await self.send_event(events.error(exc.code, exc.detail))
+
+    async def command(self, frame: dict) -> None:
+        """Dispatch one decoded client frame on its ``type``."""
+        kind = frame.get("type")
+        if not isinstance(kind, str):
+            raise ClientError("invalid", "Every frame needs a string 'type'.")
+        if kind == "message":
+            await chat.message_post(user=self.user, slug=self.room, text=frame.get("text"))
+        elif kind == "typing":
+            await events.publish(self.room, events.typing(self.user.get_username()), exclude=self.channel_name)
+        elif kind == "ping":
+            await self.send_event(events.pong())
+        else:
+            raise ClientError("unknown_type", f"Unknown frame type {kind[:50]!r}.")
+
+    # -- channel-layer handlers ------------------------------------------
+
+    async def room_event(self, message: dict) -> None:
+        """Forward a published event, already encoded, to this socket."""
+        if message.get("exclude") == self.channel_name:
+            return
+        message_id = message.get("id")
+        if message_id is not None:
+            if message_id <= self.sent_id:
+                return  # already sent by replay
+            self.sent_id = message_id
+        await self.send(text_data=message["text"])
+
+    async def deliver(self, text: str) -> None:
+        """Send an encoded event produced outside the layer (presence diffs)."""
+        await self.send(text_data=text)
+
+    async def send_event(self, event: dict) -> None:
+        """Encode and send one event to this socket only."""
+        if event.get("type") == "message":
+            self.sent_id = max(self.sent_id, event["id"])
+        await self.send(text_data=events.encode(event))
+
+
+def _decode_frame(text_data: str | None, bytes_data: bytes | None) -> dict:
+    """Return a client frame as a dict, or raise the ClientError the contract names."""
+    if text_data is None:
+        raise ClientError("binary_unsupported", "Send JSON text frames, not binary.")
+    max_frame = settings.REALTIME_MAX_FRAME
+    if len(text_data) > max_frame or (len(text_data) * 4 > max_frame and len(text_data.encode()) > max_frame):
+        raise ClientError("too_large", f"Frames are limited to {max_frame} bytes.")
+    try:
+        frame = json.loads(text_data)
+    except ValueError:
+        raise ClientError("bad_json", "The frame is not valid JSON.") from None
+    if not isinstance(frame, dict):
+        raise ClientError("bad_json", "The frame must be a JSON object.")
+    return frame

@@ -1,0 +1,104 @@
+"""The event bus: the one place that knows group names and event shapes.
+
+Views, consumers, the SSE stream, the admin and management commands publish
+through :func:`publish`; each event is JSON-encoded once per publish and the
+encoded text travels through the channel layer to every subscriber.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+# The layer message type every room subscriber handles (consumer: room_event).
+ROOM_EVENT = "room.event"
+
+
+def room_group(slug: str) -> str:
+    """Return the channel-layer group of a room."""
+    return f"room.{slug}"
+
+
+def encode(event: dict[str, Any]) -> str:
+    """Return the wire text of an event (compact JSON, UTF-8 kept as is)."""
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+
+
+def user_public(user) -> dict[str, Any]:
+    """Return the public view of a user: ``{"id": 1, "username": "alice"}``."""
+    return {"id": user.pk, "username": user.get_username()}
+
+
+def hello(*, user, room: str, last_id: int) -> dict[str, Any]:
+    """Return the first event of every WebSocket and SSE stream."""
+    return {"type": "hello", "user": user_public(user), "room": room, "last_id": last_id}
+
+
+def message(msg) -> dict[str, Any]:
+    """Return the message event of a stored ``Message`` (room and user loaded)."""
+    return {
+        "type": "message",
+        "id": msg.pk,
+        "room": msg.room.slug,
+        "user": msg.user.get_username(),
+        "text": msg.text,
+        "created": msg.created.isoformat(),
+    }
+
+
+def presence(users: list[str]) -> dict[str, Any]:
+    """Return the full presence event sent once after hello."""
+    return {"type": "presence", "users": sorted(users)}
+
+
+def presence_diff(*, joins: list[str], leaves: list[str]) -> dict[str, Any]:
+    """Return a coalesced presence change."""
+    return {"type": "presence_diff", "joins": sorted(joins), "leaves": sorted(leaves)}
+
+
+def typing(username: str) -> dict[str, Any]:
+    """Return the event telling the room that ``username`` is typing."""
+    return {"type": "typing", "user": username}
+
+
+def message_deleted(message_id: int) -> dict[str, Any]:
+    """Return the event telling the room a message is gone."""
+    return {"type": "message_deleted", "id": message_id}
+
+
+def announcement(text: str) -> dict[str, Any]:
+    """Return an announcement from the admin or ``manage.py announce``."""
+    return {"type": "announcement", "text": text}
+
+
+def pong() -> dict[str, Any]:
+    """Return the answer to a client's ping."""
+    return {"type": "pong"}
+
+
+def error(code: str, detail: str) -> dict[str, Any]:
+    """Return the error event sent for a bad frame (CONTRACT.md section 3)."""
+    return {"type": "error", "code": code, "detail": detail}
+
+
+async def publish(room: str, event: dict[str, Any], *, exclude: str | None = None) -> None:
+    """Send ``event`` to every subscriber of ``room``, except the channel ``exclude``."""
+    layer = get_channel_layer()
+    await layer.group_send(
+        room_group(room),
+        # "id" lets a subscriber skip a message it already sent by replay.
+        {"type": ROOM_EVENT, "text": encode(event), "id": event.get("id") if event["type"] == "message" else None, "exclude": exclude},
+    )
+
+
+def publish_sync(room: str, event: dict[str, Any]) -> None:
+    """Publish from synchronous code (admin actions, signals, commands)."""
+    async_to_sync(publish)(room, event)
+
+
+def layer_is_process_local() -> bool:
+    """Return whether the channel layer reaches only this process."""
+    return isinstance(get_channel_layer(), InMemoryChannelLayer)

@@ -1,0 +1,88 @@
+"""Rooms, their messages, and personal API tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+
+SLUG_PATTERN = r"[a-z0-9-]{1,50}"
+slug_validator = RegexValidator(rf"^{SLUG_PATTERN}\Z", "Use 1 to 50 of a-z, 0-9 and '-'.")
+
+
+class Room(models.Model):
+    """A chat room; a valid slug that does not exist yet reads as an empty room."""
+
+    slug = models.CharField(max_length=50, unique=True, validators=[slug_validator])
+    name = models.CharField(max_length=100, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+    @property
+    def display_name(self) -> str:
+        """Return the name shown to users: the name, else the slug title-cased."""
+        return self.name or self.slug.replace("-", " ").title()
+
+
+class Message(models.Model):
+    """A chat message; ids increase strictly, so within a room too."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    text = models.TextField()
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["room", "id"])]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.text[:40]}"
+
+
+def hash_token(raw: str) -> str:
+    """Return the digest stored for a raw token (tokens are random, so no salt is needed)."""
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ApiToken(models.Model):
+    """A personal API token; only its SHA-256 digest is stored."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100, blank=True)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(max_length=8, editable=False, help_text="First characters, to tell tokens apart.")
+    created = models.DateTimeField(auto_now_add=True)
+    last_used = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name = "API token"
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    @classmethod
+    def issue(cls, user, name: str = "") -> tuple[ApiToken, str]:
+        """Create a token for ``user``; return it with the raw value, shown only once."""
+        raw = secrets.token_urlsafe(32)
+        token = cls.objects.create(user=user, name=name, digest=hash_token(raw), prefix=raw[:8])
+        return token, raw
+
+    @classmethod
+    async def aissue(cls, user, name: str = "") -> tuple[ApiToken, str]:
+        """Async :meth:`issue`."""
+        raw = secrets.token_urlsafe(32)
+        token = await cls.objects.acreate(user=user, name=name, digest=hash_token(raw), prefix=raw[:8])
+        return token, raw

@@ -1,0 +1,49 @@
+"""Per-user, per-room message rate limit kept in Django's cache.
+
+WebSocket frames and HTTP posts count together; with ``REDIS_URL`` the cache
+is Redis, so every server process counts against the same window.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+
+
+@dataclass(frozen=True)
+class Rate:
+    """At most ``count`` hits within ``seconds``."""
+
+    count: int
+    seconds: float
+
+
+def parse_rate(text: str) -> Rate:
+    """Parse a rate such as ``"20/10s"`` (units s, m, h)."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d*)\s*([smh])\s*", text)
+    if not match:
+        raise ValueError(f"Bad rate {text!r}: expected '<count>/<n><s|m|h>', e.g. '20/10s'.")
+    count, amount, unit = match.groups()
+    return Rate(int(count), int(amount or 1) * {"s": 1, "m": 60, "h": 3600}[unit])
+
+
+async def allow(*, user_id: int, room: str) -> bool:
+    """Record one message by ``user_id`` in ``room``; return False when over the limit.
+
+    A sliding log of timestamps, so the limit holds across window edges.
+    Concurrent processes may race on the read-modify-write and let a message
+    or two more through; the limit is a flood guard, not an accounting.
+    """
+    rate = parse_rate(settings.REALTIME_RATE_LIMIT)
+    key = f"realtime:rate:{user_id}:{room}"
+    now = time.time()
+    stamps = [t for t in (await cache.aget(key) or []) if t > now - rate.seconds]
+    if len(stamps) >= rate.count:
+        return False
+    stamps.append(now)
+    await cache.aset(key, stamps, timeout=int(rate.seconds) + 1)
+    return True

@@ -1,0 +1,146 @@
+"""Shared fixtures: the real ASGI app in-process, and a real Daphne on a free port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from channels.layers import get_channel_layer
+
+from realtime import presence
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+async def _fresh_realtime_state():
+    """Flush the channel layer and forget presence after each test (as channels' own suite does)."""
+    yield
+    layer = get_channel_layer()
+    if hasattr(layer, "flush"):
+        await layer.flush()
+    presence.reset()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Start each test with an empty cache (rate-limit windows, presence snapshots)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+def free_port() -> int:
+    """Return a TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    """A real Daphne serving project.asgi:application from its own SQLite file."""
+
+    url: str
+    port: int
+    env: dict[str, str]
+    process: subprocess.Popen | None = None
+    log_path: Path | None = None
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://", 1)
+
+    def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run a manage.py command against this server's database and settings."""
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
+        )
+
+    def create_user(self, username: str, password: str | None = None) -> None:
+        """Create a user (password defaults to the username) unless it exists."""
+        password = password or username
+        self.manage(
+            "shell",
+            "-c",
+            "from django.contrib.auth import get_user_model as g; U=g(); "
+            f"U.objects.filter(username={username!r}).exists() or "
+            f"U.objects.create_user({username!r}, password={password!r})",
+        )
+
+    def create_token(self, username: str) -> str:
+        """Issue an API token for ``username`` with manage.py create_token."""
+        return self.manage("create_token", username).stdout.strip()
+
+    def start(self) -> None:
+        """Start Daphne and wait until /healthz answers."""
+        log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the server
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), *self.extra_args,
+             "project.asgi:application"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Daphne exited early; see {self.log_path}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError(f"Daphne did not answer /healthz within 30 s; see {self.log_path}")
+
+    def stop(self) -> None:
+        """Stop Daphne (SIGTERM, then SIGKILL)."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def make_live_server(tmp_path: Path, **env_overrides: str) -> LiveServer:
+    """Prepare (migrate, demo users) but do not start a live server in ``tmp_path``."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "SQLITE_PATH": str(tmp_path / "live.sqlite3"),
+        "DJANGO_DEBUG": "1",
+        "PYTHONUNBUFFERED": "1",
+        **env_overrides,
+    }
+    server = LiveServer(url=f"http://127.0.0.1:{port}", port=port, env=env, log_path=tmp_path / "daphne.log")
+    server.manage("migrate", "-v0")
+    server.manage("seed_demo")
+    return server
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory) -> LiveServer:
+    """One real Daphne for the session's live and browser tests (users alice, bob, admin)."""
+    server = make_live_server(tmp_path_factory.mktemp("live"))
+    server.start()
+    yield server
+    server.stop()
