@@ -12,9 +12,15 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 
 from realtime.handshake import DjangoMiddlewareWebSocketRouter  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": DjangoMiddlewareWebSocketRouter("realtime.routing"),
-    }
-)
+
+def build_application(http_app=None) -> ProtocolTypeRouter:
+    """Return the project's ASGI app, loading MIDDLEWARE as the settings stand now."""
+    return ProtocolTypeRouter(
+        {
+            "http": http_app or get_asgi_application(),
+            "websocket": DjangoMiddlewareWebSocketRouter("realtime.routing"),
+        }
+    )
+
+
+application = build_application(django_asgi_app)

@@ -34,7 +34,12 @@ class RoomAdmin(admin.ModelAdmin):
         return render(
             request,
             "admin/realtime/announce.html",
-            {**self.admin_site.each_context(request), "form": form, "rooms": queryset, "opts": self.model._meta},
+            {
+                **self.admin_site.each_context(request),
+                "form": form,
+                "rooms": queryset,
+                "opts": self.model._meta,
+            },
         )
 
 

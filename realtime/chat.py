@@ -79,7 +79,9 @@ async def message_post(*, user, slug: str, text: object) -> Message:
     """Validate, rate-limit, store, then broadcast a message; return it."""
     text = clean_text(text)
     if not await ratelimit.allow(user_id=user.pk, room=slug):
-        raise ClientError("rate_limited", f"Over {settings.REALTIME_RATE_LIMIT} messages in this room; dropped.")
+        raise ClientError(
+            "rate_limited", f"Over {settings.REALTIME_RATE_LIMIT} messages in this room; dropped."
+        )
     async with _room_locks[slug]:
         room = await room_get_or_create(slug=slug)
         msg = await Message.objects.acreate(room=room, user=user, text=text)

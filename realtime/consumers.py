@@ -97,7 +97,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if kind == "message":
             await chat.message_post(user=self.user, slug=self.room, text=frame.get("text"))
         elif kind == "typing":
-            await events.publish(self.room, events.typing(self.user.get_username()), exclude=self.channel_name)
+            await events.publish(
+                self.room, events.typing(self.user.get_username()), exclude=self.channel_name
+            )
         elif kind == "ping":
             await self.send_event(events.pong())
         else:

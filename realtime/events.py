@@ -90,7 +90,12 @@ async def publish(room: str, event: dict[str, Any], *, exclude: str | None = Non
     await layer.group_send(
         room_group(room),
         # "id" lets a subscriber skip a message it already sent by replay.
-        {"type": ROOM_EVENT, "text": encode(event), "id": event.get("id") if event["type"] == "message" else None, "exclude": exclude},
+        {
+            "type": ROOM_EVENT,
+            "text": encode(event),
+            "id": event.get("id") if event["type"] == "message" else None,
+            "exclude": exclude,
+        },
     )
 
 

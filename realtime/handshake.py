@@ -67,10 +67,13 @@ def origin_allowed(request: HttpRequest) -> bool:
         # Browsers always send Origin on WebSockets; scripts without one carry
         # no ambient browser credentials worth hijacking.
         return True
-    return _csrf_checker._origin_verified(request)
+    # A fresh instance per handshake: the allowed origins are cached per
+    # instance, and settings may change (tests, reloads).
+    return CsrfViewMiddleware(_no_response)._origin_verified(request)
 
 
-_csrf_checker = CsrfViewMiddleware(lambda request: None)
+def _no_response(request: HttpRequest) -> None:
+    """Stand-in get_response: only CsrfViewMiddleware's origin check is used."""
 
 
 def http_scope_for(scope: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from .models import Message
 @receiver(post_delete, sender=Message)
 def message_deleted(sender, instance: Message, **kwargs) -> None:
     """Called after any deletion of a message (admin, author, shell): tell the room."""
-    slug = instance.room.slug
+    # Read both now: Django sets instance.pk to None once the delete is done.
+    slug, event = instance.room.slug, events.message_deleted(instance.pk)
     # Publish once the deletion is committed, so a client that refetches
     # history does not see the message again.
-    transaction.on_commit(lambda: events.publish_sync(slug, events.message_deleted(instance.pk)))
+    transaction.on_commit(lambda: events.publish_sync(slug, event))

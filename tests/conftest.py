@@ -91,8 +91,17 @@ class LiveServer:
         """Start Daphne and wait until /healthz answers."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the server
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), *self.extra_args,
-             "project.asgi:application"],
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                *self.extra_args,
+                "project.asgi:application",
+            ],
             cwd=ROOT,
             env=self.env,
             stdout=log,

@@ -29,7 +29,7 @@ class Command(BaseCommand):
         port = os.environ.get("PORT", "8000")
         self.stdout.write(
             self.style.SUCCESS(
-                "Log in at http://127.0.0.1:%s/accounts/login/ as alice/alice or bob/bob; "
-                "the admin is at /admin/ as admin/admin." % port
+                f"Log in at http://127.0.0.1:{port}/accounts/login/ as alice/alice or bob/bob; "
+                "the admin is at /admin/ as admin/admin."
             )
         )

@@ -1,0 +1,58 @@
+# Quick start: `make run` serves the demo, `make test` runs the whole suite.
+# Both set themselves up from a fresh clone (.venv, requirements, migrations).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+CHROMIUM ?= /usr/bin/chromium
+INSTALLED := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
+
+.PHONY: setup migrate run serve test test-fast lint fmt clean
+
+$(INSTALLED): requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	rm -f $(VENV)/.installed-* && touch $@
+
+setup: $(INSTALLED)
+
+migrate: setup
+	$(BIN)/python manage.py migrate --noinput -v0
+
+## run: serve the demo with `manage.py runserver` (Daphne) on 127.0.0.1:$(PORT)
+run: migrate
+	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
+
+## serve: the production way: DEBUG off unless set, uvicorn, static files by WhiteNoise
+serve: setup
+	@test -n "$$DJANGO_SECRET_KEY" || test -f .secret_key || \
+		$(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))' > .secret_key
+	export DJANGO_DEBUG=$${DJANGO_DEBUG:-0} DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-$$(cat .secret_key)}; \
+	$(BIN)/python manage.py migrate --noinput -v0 && \
+	$(BIN)/python manage.py collectstatic --noinput -v0 && \
+	exec $(BIN)/uvicorn project.asgi:application --host $${HOST:-127.0.0.1} --port $(PORT) \
+		--no-access-log --ws-max-size 1048576 --timeout-graceful-shutdown 10
+
+## test: the whole suite, browser tests included (Debian chromium at $(CHROMIUM))
+test: setup
+	@test -x $(CHROMIUM) || { echo "make test: $(CHROMIUM) is missing; the browser tests will fail." \
+		"Install Debian's chromium (apt-get install chromium) or set CHROMIUM=/path/to/chromium." >&2; }
+	CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## test-fast: everything but the slow tests (real servers, browser)
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache
