@@ -39,8 +39,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         # Subscribe before reading history, so nothing falls between the two;
-        # live messages already replayed are skipped by id (room_event).
-        await self.channel_layer.group_add(events.room_group(self.room), self.channel_name)
+        # live messages already replayed are skipped by id (realtime_event).
+        for group in self.subscriptions():
+            await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         await chat.room_get_or_create(slug=self.room)
         last_id = await chat.room_last_id(slug=self.room)
@@ -57,7 +58,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if getattr(self, "joined", False):
             await presence.leave(room=self.room, user=self.user, deliver=self.deliver)
         if hasattr(self, "room"):
-            await self.channel_layer.group_discard(events.room_group(self.room), self.channel_name)
+            for group in self.subscriptions():
+                await self.channel_layer.group_discard(group, self.channel_name)
+
+    def subscriptions(self) -> list[str]:
+        """Return the channel-layer groups this socket listens to."""
+        return [events.room_group(self.room), events.user_group(self.user.pk)]
 
     async def dispatch(self, message: dict) -> None:
         """Route a message to its handler; room events skip the DB-connection check.
@@ -65,8 +71,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         Channels runs ``close_old_connections`` in a thread before every
         handler; a delivery touches no database, so that hop is pure cost.
         """
-        if message["type"] == events.ROOM_EVENT:
-            await self.room_event(message)
+        if message["type"] == events.DELIVER:
+            await self.realtime_event(message)
         else:
             await super().dispatch(message)
 
@@ -107,7 +113,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     # -- channel-layer handlers ------------------------------------------
 
-    async def room_event(self, message: dict) -> None:
+    async def realtime_event(self, message: dict) -> None:
         """Forward a published event, already encoded, to this socket."""
         if message.get("exclude") == self.channel_name:
             return

@@ -13,13 +13,19 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
-# The layer message type every room subscriber handles (consumer: room_event).
-ROOM_EVENT = "room.event"
+# The layer message type that carries an encoded event to a subscriber
+# (consumer handler: realtime_event).
+DELIVER = "realtime.event"
 
 
 def room_group(slug: str) -> str:
     """Return the channel-layer group of a room."""
     return f"room.{slug}"
+
+
+def user_group(user_id: int) -> str:
+    """Return the channel-layer group of every live connection of a user."""
+    return f"user.{user_id}"
 
 
 def encode(event: dict[str, Any]) -> str:
@@ -84,19 +90,21 @@ def error(code: str, detail: str) -> dict[str, Any]:
     return {"type": "error", "code": code, "detail": detail}
 
 
+def _delivery(event: dict[str, Any], exclude: str | None = None) -> dict[str, Any]:
+    """Return the channel-layer message that carries ``event``, encoded once."""
+    # "id" lets a subscriber skip a message it already sent by replay.
+    message_id = event.get("id") if event["type"] == "message" else None
+    return {"type": DELIVER, "text": encode(event), "id": message_id, "exclude": exclude}
+
+
 async def publish(room: str, event: dict[str, Any], *, exclude: str | None = None) -> None:
     """Send ``event`` to every subscriber of ``room``, except the channel ``exclude``."""
-    layer = get_channel_layer()
-    await layer.group_send(
-        room_group(room),
-        # "id" lets a subscriber skip a message it already sent by replay.
-        {
-            "type": ROOM_EVENT,
-            "text": encode(event),
-            "id": event.get("id") if event["type"] == "message" else None,
-            "exclude": exclude,
-        },
-    )
+    await get_channel_layer().group_send(room_group(room), _delivery(event, exclude))
+
+
+async def publish_to_user(user_id: int, event: dict[str, Any]) -> None:
+    """Send ``event`` to every live connection of one user, in any room."""
+    await get_channel_layer().group_send(user_group(user_id), _delivery(event))
 
 
 def publish_sync(room: str, event: dict[str, Any]) -> None:
