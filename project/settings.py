@@ -162,6 +162,12 @@ REALTIME_MAX_TEXT = int(os.environ.get("REALTIME_MAX_TEXT", "2000"))
 REALTIME_MAX_FRAME = int(os.environ.get("REALTIME_MAX_FRAME", str(64 * 1024)))
 REALTIME_RATE_LIMIT = os.environ.get("REALTIME_RATE_LIMIT", "20/10s")
 REALTIME_MAX_CONNECTIONS_PER_USER = int(os.environ.get("REALTIME_MAX_CONNECTIONS_PER_USER", "20"))
+# How often a live connection re-checks its session or token (expiry, revocation).
+REALTIME_REVALIDATE_SECONDS = float(os.environ.get("REALTIME_REVALIDATE_SECONDS", "300"))
+
+# Remembers where a cycled session key went, so a password change keeps the
+# changer's own sockets (realtime/sessions.py).
+SESSION_ENGINE = "realtime.sessions"
 
 LOGGING = {
     "version": 1,

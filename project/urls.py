@@ -27,6 +27,12 @@ urlpatterns = [
     path("rooms/<room:slug>/", views.room, name="room"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/password_change/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path(
+        "accounts/password_change/done/",
+        auth_views.PasswordChangeDoneView.as_view(),
+        name="password_change_done",
+    ),
     path("api/me", views.me, name="api-me"),
     path("api/tokens", views.tokens, name="api-tokens"),
     path("api/rooms", views.rooms, name="api-rooms"),

@@ -7,7 +7,7 @@ import json
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import chat, events, presence
+from . import chat, events, lifecycle, presence
 from .chat import ClientError
 
 REPLAY_PAGE = 200
@@ -27,6 +27,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.user = self.scope["user"]
         self.room = self.scope["url_route"]["kwargs"]["slug"]
         self.joined = False
+        self.groups = []
+        self.watch = None
         try:
             after = chat.parse_after(self.scope["request"].GET.get("after"))
         except ClientError:
@@ -40,8 +42,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         # Subscribe before reading history, so nothing falls between the two;
         # live messages already replayed are skipped by id (realtime_event).
-        for group in self.subscriptions():
-            await self.channel_layer.group_add(group, self.channel_name)
+        self.credential = lifecycle.Credential.of(self.scope["request"], self.user)
+        await self.subscribe([events.room_group(self.room), *self.credential.groups()])
+        self.watch = lifecycle.watch(self.credential, self.close)
         await self.accept()
         await chat.room_get_or_create(slug=self.room)
         last_id = await chat.room_last_id(slug=self.room)
@@ -57,13 +60,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
         """Called when the socket closed, whoever closed it."""
         if getattr(self, "joined", False):
             await presence.leave(room=self.room, user=self.user, deliver=self.deliver)
-        if hasattr(self, "room"):
-            for group in self.subscriptions():
-                await self.channel_layer.group_discard(group, self.channel_name)
+        if getattr(self, "watch", None):
+            self.watch.cancel()
+        await self.subscribe([])
 
-    def subscriptions(self) -> list[str]:
-        """Return the channel-layer groups this socket listens to."""
-        return [events.room_group(self.room), events.user_group(self.user.pk)]
+    async def subscribe(self, groups: list[str]) -> None:
+        """Listen to exactly ``groups`` on the channel layer from now on."""
+        for group in set(self.groups) - set(groups):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        for group in set(groups) - set(self.groups):
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.groups = groups
 
     async def dispatch(self, message: dict) -> None:
         """Route a message to its handler; room events skip the DB-connection check.
@@ -123,6 +130,18 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 return  # already sent by replay
             self.sent_id = message_id
         await self.send(text_data=message["text"])
+
+    async def realtime_close(self, message: dict) -> None:
+        """The credential ended (logout, deactivation, revocation): close with its code."""
+        await self.close(message["code"])
+
+    async def realtime_revalidate(self, message: dict) -> None:
+        """The password changed: re-check the credential without pausing delivery."""
+        lifecycle.spawn_recheck(self.credential, self.close, self.follow_credential)
+
+    async def follow_credential(self) -> None:
+        """Re-subscribe after the session moved to a new key (a password change)."""
+        await self.subscribe([events.room_group(self.room), *self.credential.groups()])
 
     async def deliver(self, text: str) -> None:
         """Send an encoded event produced outside the layer (presence diffs)."""

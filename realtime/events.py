@@ -7,6 +7,7 @@ encoded text travels through the channel layer to every subscriber.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -26,6 +27,22 @@ def room_group(slug: str) -> str:
 def user_group(user_id: int) -> str:
     """Return the channel-layer group of every live connection of a user."""
     return f"user.{user_id}"
+
+
+def session_group(session_key: str) -> str:
+    """Return the group of the connections opened with one session."""
+    # Hashed: session keys are credentials and must not sit in Redis key names.
+    return "session." + hashlib.sha256(session_key.encode()).hexdigest()[:40]
+
+
+def token_group(token_id: int) -> str:
+    """Return the group of the connections opened with one API token."""
+    return f"token.{token_id}"
+
+
+# Control notices, handled by every connection (WebSocket and SSE) itself.
+CLOSE = "realtime.close"  # {"code": 4401 | 4403}: end the connection now
+REVALIDATE = "realtime.revalidate"  # check the credential again (password changed)
 
 
 def encode(event: dict[str, Any]) -> str:
@@ -94,7 +111,14 @@ def _delivery(event: dict[str, Any], exclude: str | None = None) -> dict[str, An
     """Return the channel-layer message that carries ``event``, encoded once."""
     # "id" lets a subscriber skip a message it already sent by replay.
     message_id = event.get("id") if event["type"] == "message" else None
-    return {"type": DELIVER, "text": encode(event), "id": message_id, "exclude": exclude}
+    # "event" lets SSE name the event without decoding the text again.
+    return {
+        "type": DELIVER,
+        "text": encode(event),
+        "event": event["type"],
+        "id": message_id,
+        "exclude": exclude,
+    }
 
 
 async def publish(room: str, event: dict[str, Any], *, exclude: str | None = None) -> None:
@@ -105,6 +129,16 @@ async def publish(room: str, event: dict[str, Any], *, exclude: str | None = Non
 async def publish_to_user(user_id: int, event: dict[str, Any]) -> None:
     """Send ``event`` to every live connection of one user, in any room."""
     await get_channel_layer().group_send(user_group(user_id), _delivery(event))
+
+
+async def notify(group: str, notice: str, **fields: Any) -> None:
+    """Send a control notice (CLOSE, REVALIDATE) to every connection in ``group``."""
+    await get_channel_layer().group_send(group, {"type": notice, **fields})
+
+
+def notify_sync(group: str, notice: str, **fields: Any) -> None:
+    """Send a control notice from synchronous code (signals)."""
+    async_to_sync(notify)(group, notice, **fields)
 
 
 def publish_sync(room: str, event: dict[str, Any]) -> None:

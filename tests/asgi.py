@@ -60,9 +60,17 @@ async def joined(path: str, *, user, skip_to_presence: bool = True, **kwargs):
 
 
 def http(*, cookie: str | None = None, app=None, **headers: str) -> httpx.AsyncClient:
-    """Return an httpx client that calls the ASGI app in-process."""
-    if cookie:
-        headers["cookie"] = cookie
+    """Return an httpx client that calls the ASGI app in-process, with a cookie jar."""
+    cookies = dict([cookie.split("=", 1)]) if cookie else None
     return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app or application), base_url=ORIGIN, headers=headers
+        transport=httpx.ASGITransport(app=app or application),
+        base_url=ORIGIN,
+        headers=headers,
+        cookies=cookies,
     )
+
+
+async def csrf_token(client: httpx.AsyncClient) -> str:
+    """Fetch a page with a form so the client holds a CSRF cookie; return the token."""
+    await client.get("/accounts/login/")
+    return client.cookies["csrftoken"]
