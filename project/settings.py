@@ -117,7 +117,9 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            # Drop-in for channels.layers.InMemoryChannelLayer with O(1) work per
+            # delivery and no silent loss (measured in bench/layer_microbench.py).
+            "BACKEND": "realtime.layers.FastInMemoryChannelLayer",
             "CONFIG": {"capacity": 1000, "expiry": 60},
         }
     }
@@ -162,6 +164,8 @@ REALTIME_MAX_TEXT = int(os.environ.get("REALTIME_MAX_TEXT", "2000"))
 REALTIME_MAX_FRAME = int(os.environ.get("REALTIME_MAX_FRAME", str(64 * 1024)))
 REALTIME_RATE_LIMIT = os.environ.get("REALTIME_RATE_LIMIT", "20/10s")
 REALTIME_MAX_CONNECTIONS_PER_USER = int(os.environ.get("REALTIME_MAX_CONNECTIONS_PER_USER", "20"))
+# Seconds between SSE keep-alive comments (proxies drop silent streams).
+REALTIME_SSE_KEEPALIVE = float(os.environ.get("REALTIME_SSE_KEEPALIVE", "15"))
 # How often a live connection re-checks its session or token (expiry, revocation).
 REALTIME_REVALIDATE_SECONDS = float(os.environ.get("REALTIME_REVALIDATE_SECONDS", "300"))
 

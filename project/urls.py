@@ -2,9 +2,9 @@
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path, register_converter
+from django.urls import path, re_path, register_converter
 
-from realtime import views
+from realtime import sse, views
 from realtime.models import SLUG_PATTERN
 
 
@@ -38,8 +38,11 @@ urlpatterns = [
     path("api/rooms", views.rooms, name="api-rooms"),
     path("api/rooms/<room:slug>/messages", views.room_messages, name="api-room-messages"),
     path("api/rooms/<room:slug>/presence", views.room_presence, name="api-room-presence"),
+    path("sse/rooms/<room:slug>/", sse.room_stream, name="sse-room"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    # Last: any other /api/ URL is a JSON 404, DEBUG or not (DEBUG skips handler404).
+    re_path(r"^api/", views.not_found),
 ]
 
 handler404 = "realtime.views.not_found"

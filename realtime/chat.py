@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import defaultdict
+from collections.abc import AsyncIterator
 
 from django.conf import settings
 
@@ -98,11 +99,22 @@ async def messages_list(*, slug: str, after: int | None, limit: int) -> list[dic
     return [events.message(m) async for m in query.filter(id__gt=after).order_by("id")[:limit]]
 
 
+async def replay(*, slug: str, after: int, page: int = 200) -> AsyncIterator[dict]:
+    """Yield every message event of a room after ``after``, reading a page at a time."""
+    while True:
+        events_page = await messages_list(slug=slug, after=after, limit=page)
+        for event in events_page:
+            yield event
+        if len(events_page) < page:
+            return
+        after = events_page[-1]["id"]
+
+
 def parse_limit(raw: str | None) -> int:
     """Return the ``limit`` query parameter as 1..200 (default 50), or raise ClientError."""
     if raw is None:
         return 50
-    if not raw.isdigit() or not 1 <= int(raw) <= 200:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 200:
         raise ClientError("invalid", "'limit' must be an integer from 1 to 200.")
     return int(raw)
 
@@ -111,6 +123,6 @@ def parse_after(raw: str | None) -> int | None:
     """Return the ``after`` id query parameter, or raise ClientError."""
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise ClientError("invalid", "'after' must be a non-negative integer id.")
     return int(raw)

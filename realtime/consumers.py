@@ -10,8 +10,6 @@ from django.conf import settings
 from . import chat, events, lifecycle, presence
 from .chat import ClientError
 
-REPLAY_PAGE = 200
-
 
 class RoomConsumer(AsyncWebsocketConsumer):
     """One socket in a room: ``/ws/rooms/<slug>/``.
@@ -26,7 +24,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         """Called when the handshake passed the middleware stack; refuse or accept."""
         self.user = self.scope["user"]
         self.room = self.scope["url_route"]["kwargs"]["slug"]
-        self.joined = False
+        self.joined = self.admitted = False
         self.groups = []
         self.watch = None
         try:
@@ -37,7 +35,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         limit = settings.REALTIME_MAX_CONNECTIONS_PER_USER
-        if await presence.user_connections(self.user.pk) >= limit:
+        self.admitted = await presence.admit(user_id=self.user.pk, limit=limit)
+        if not self.admitted:
             await self.close()
             return
         # Subscribe before reading history, so nothing falls between the two;
@@ -60,6 +59,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         """Called when the socket closed, whoever closed it."""
         if getattr(self, "joined", False):
             await presence.leave(room=self.room, user=self.user, deliver=self.deliver)
+        if getattr(self, "admitted", False):
+            presence.release(user_id=self.user.pk)
         if getattr(self, "watch", None):
             self.watch.cancel()
         await self.subscribe([])
@@ -84,14 +85,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await super().dispatch(message)
 
     async def replay(self, after: int) -> None:
-        """Send every stored message of the room after ``after``, a page at a time."""
-        while True:
-            page = await chat.messages_list(slug=self.room, after=after, limit=REPLAY_PAGE)
-            for event in page:
-                await self.send_event(event)
-            if len(page) < REPLAY_PAGE:
-                return
-            after = page[-1]["id"]
+        """Send every stored message of the room after ``after``."""
+        async for event in chat.replay(slug=self.room, after=after):
+            await self.send_event(event)
 
     # -- client commands -------------------------------------------------
 
@@ -131,6 +127,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
             self.sent_id = message_id
         await self.send(text_data=message["text"])
 
+    async def realtime_overflow(self, message: dict) -> None:
+        """This socket fell too far behind: close 1013 (try again later); the client resumes by replay."""
+        await self.close(1013)
+
     async def realtime_close(self, message: dict) -> None:
         """The credential ended (logout, deactivation, revocation): close with its code."""
         await self.close(message["code"])
@@ -163,7 +163,7 @@ def _decode_frame(text_data: str | None, bytes_data: bytes | None) -> dict:
         raise ClientError("too_large", f"Frames are limited to {max_frame} bytes.")
     try:
         frame = json.loads(text_data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise ClientError("bad_json", "The frame is not valid JSON.") from None
     if not isinstance(frame, dict):
         raise ClientError("bad_json", "The frame must be a JSON object.")

@@ -79,11 +79,30 @@ def local_connections() -> int:
     return sum(_state.user_connections.values())
 
 
+async def admit(*, user_id: int, limit: int) -> bool:
+    """Count a new connection of ``user_id`` unless it would pass ``limit``; return whether admitted."""
+    await _refresh_others()
+    remote = sum(s["users"].get(str(user_id), 0) for s in _state.others.values())
+    # Check and count with no await in between, so concurrent handshakes
+    # cannot all pass the same check.
+    if _state.user_connections[user_id] + remote >= limit:
+        return False
+    _state.user_connections[user_id] += 1
+    _state.dirty = True
+    return True
+
+
+def release(*, user_id: int) -> None:
+    """Uncount a connection counted by :func:`admit`."""
+    _state.user_connections[user_id] -= 1
+    _state.user_connections += Counter()  # drop users whose count reached zero
+    _state.dirty = True
+
+
 async def join(*, room: str, user, deliver: Deliver) -> list[str]:
     """Register a connection of ``user`` in ``room``; return who is online now."""
     local = _state.rooms.setdefault(room, _Room())
     local.users[user.get_username()] += 1
-    _state.user_connections[user.pk] += 1
     _state.dirty = True
     _ensure_ticker()
     await _refresh_others()
@@ -100,8 +119,6 @@ async def leave(*, room: str, user, deliver: Deliver) -> None:
     del local.seen[deliver]
     local.users[user.get_username()] -= 1
     local.users += Counter()  # drop users whose count reached zero
-    _state.user_connections[user.pk] -= 1
-    _state.user_connections += Counter()
     _state.dirty = True
 
 
@@ -118,13 +135,6 @@ async def online_counts() -> dict[str, int]:
     for snapshot in _state.others.values():
         rooms.update(snapshot["rooms"])
     return {room: len(_merged(room)) for room in rooms}
-
-
-async def user_connections(user_id: int) -> int:
-    """Return the live connections of ``user_id`` across all processes."""
-    await _refresh_others()
-    remote = sum(s["users"].get(str(user_id), 0) for s in _state.others.values())
-    return _state.user_connections[user_id] + remote
 
 
 def _merged(room: str) -> frozenset[str]:

@@ -9,6 +9,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.csrf import csrf_failure as django_csrf_failure
@@ -49,11 +50,16 @@ def api(*methods: str, identity: bool = True):
 
 def json_body(request: HttpRequest) -> dict:
     """Return the request's JSON object body, or raise ClientError."""
-    if len(request.body) > settings.REALTIME_MAX_FRAME:
-        raise ClientError("too_large", f"Bodies are limited to {settings.REALTIME_MAX_FRAME} bytes.")
+    too_large = ClientError("too_large", f"Bodies are limited to {settings.REALTIME_MAX_FRAME} bytes.")
     try:
-        body = json.loads(request.body or b"null")
-    except ValueError:
+        raw = request.body
+    except RequestDataTooBig:  # over DATA_UPLOAD_MAX_MEMORY_SIZE: Django would answer 400
+        raise too_large from None
+    if len(raw) > settings.REALTIME_MAX_FRAME:
+        raise too_large
+    try:
+        body = json.loads(raw or b"null")
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise ClientError("bad_json", "The body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise ClientError("bad_json", "The body must be a JSON object.")

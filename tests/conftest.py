@@ -146,6 +146,13 @@ def make_live_server(tmp_path: Path, **env_overrides: str) -> LiveServer:
     return server
 
 
+@pytest.fixture(autouse=True)
+def _live_server_helper():
+    """Replace pytest-django's hook for its own ``live_server``: ours is a real
+    Daphne in its own process with its own database, so there is nothing to patch."""
+    yield
+
+
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory) -> LiveServer:
     """One real Daphne for the session's live and browser tests (users alice, bob, admin)."""

@@ -145,7 +145,7 @@ async def test_rooms_and_presence_count_live_sockets():
     assert users == ["alice", "bob"]
     assert health == {
         "status": "ok",
-        "channel_layer": "channels.layers.InMemoryChannelLayer",
+        "channel_layer": "realtime.layers.FastInMemoryChannelLayer",
         "connections": 2,
     }
 

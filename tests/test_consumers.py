@@ -6,9 +6,10 @@ import asyncio
 import json
 
 import pytest
+from channels.layers import get_channel_layer
 from django.test import override_settings
 
-from realtime import presence
+from realtime import events, presence
 from realtime.models import Message, Room
 from tests.asgi import joined, make_user, session_cookie, ws
 
@@ -185,3 +186,20 @@ async def test_presence_changes_are_coalesced(monkeypatch):
         for comm in comms:
             await comm.disconnect()
     assert sum(len(d["joins"]) for d in diffs) == 3 and len(diffs) <= 2
+
+
+async def test_socket_that_falls_behind_is_closed_1013_to_resume_by_replay():
+    alice = await make_user("alice")
+    layer = get_channel_layer()
+    async with joined(ROOM, user=alice) as a:
+        (channel,) = layer.groups[events.room_group("general")]
+        # All at once, so the consumer cannot drain its queue in between.
+        burst = [{"type": "realtime.event", "text": f"{n}"} for n in range(layer.get_capacity(channel) * 2)]
+        await asyncio.gather(*(layer.group_send(events.room_group("general"), m) for m in burst))
+        codes = []
+        while not codes:
+            output = await a.receive_output(2)
+            if output["type"] == "websocket.close":
+                codes.append(output["code"])
+    assert codes == [1013]
+    assert layer.overflows == 1

@@ -1,0 +1,297 @@
+"""An in-process channel layer that scales with fan-out (drop-in for InMemoryChannelLayer).
+
+The stock layer scans every channel and group on each receive()/group_send(),
+deep-copies per recipient and starts a task per member: one event to N sockets
+costs O(N^2). This one does O(1) work per delivered message. Expiry is lazy (a
+queue's head is checked when touched), plus one full sweep at most every
+min(expiry, group_expiry) seconds to reclaim channels nobody reads any more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import string
+import time
+from collections import Counter, deque
+from typing import Any
+
+from channels.exceptions import ChannelFull
+from channels.layers import InMemoryChannelLayer
+
+logger = logging.getLogger(__name__)
+
+# The control message put into a member channel that overflowed in group_send:
+# its consumer should close (1013, try again later) and the client resume by replay.
+OVERFLOW = "realtime.overflow"
+
+Message = dict[str, Any]
+
+
+class _Channel:
+    """The state of one channel: its queue, capacity and waiting receivers."""
+
+    __slots__ = ("capacity", "overflowed", "queue", "waiters")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity  # resolved once: get_capacity() matches regexes
+        self.queue: deque[tuple[float, Message]] = deque()  # (expires at, message)
+        self.waiters: deque[asyncio.Future[None]] = deque()  # one future per blocked receive()
+        self.overflowed = False  # group messages are dropped until the queue drains
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class FastInMemoryChannelLayer(InMemoryChannelLayer):
+    """In-memory channel layer with O(1) work per delivered message.
+
+    Same config and API as ``channels.layers.InMemoryChannelLayer`` (a subclass,
+    so ``isinstance`` checks hold). Differences:
+
+    * Messages are copied shallowly, once per recipient: nested values are shared
+      by all recipients and the sender, so nobody may mutate them. Top-level keys
+      may be changed freely.
+    * ``group_send`` to a full member logs once per episode, counts it
+      (``overflows``, ``channel_overflows``, ``dropped``), queues ONE
+      ``{"type": OVERFLOW}`` past capacity, then drops group messages to that
+      channel until it is below capacity. ``send`` still raises ``ChannelFull``.
+    * ``channel_capacity`` globs work (the stock layer never compiles them).
+    * Times, join times in ``groups`` included, are ``time.monotonic()`` values.
+    """
+
+    def __init__(
+        self,
+        expiry: float = 60,
+        group_expiry: float = 86400,
+        capacity: int = 100,
+        channel_capacity: dict[Any, int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(expiry=expiry, group_expiry=group_expiry, capacity=capacity, **kwargs)
+        self.channel_capacity = self.compile_capacities(channel_capacity or {})
+        self.channels: dict[str, _Channel] = {}
+        self.groups: dict[str, dict[str, float]] = {}  # group -> {channel: joined at}, insertion-ordered
+        self._memberships: dict[str, set[str]] = {}  # channel -> groups: evicts without scanning groups
+        self._sweep_every = min(expiry, group_expiry)
+        self._next_sweep = 0.0
+        self.overflows = 0  # overflow episodes, all channels
+        self.channel_overflows: Counter[str] = Counter()  # per channel, kept while it is in a group
+        self.dropped = 0  # group messages dropped during overflow episodes
+
+    # -- channels ----------------------------------------------------------
+
+    async def send(self, channel: str, message: Message) -> None:
+        """Send a message onto a channel; raise ChannelFull if it is at capacity."""
+        assert isinstance(message, dict), "message is not a dict"
+        self.require_valid_channel_name(channel)
+        assert "__asgi_channel__" not in message
+        now = time.monotonic()
+        state = self._fresh(channel, now)
+        if len(state.queue) >= state.capacity:
+            raise ChannelFull(channel)
+        self._push(state, dict(message), now)
+
+    async def receive(self, channel: str) -> Message:
+        """Wait for and return the first message on the channel (cancellation-safe)."""
+        self.require_valid_channel_name(channel)
+        while True:
+            # Looked up again after each wake-up: flush() replaces the state.
+            state = self._fresh(channel, time.monotonic())
+            if state.queue:
+                message = state.queue.popleft()[1]
+                self._forget_if_idle(channel, state)
+                return message
+            # The future is only a wake-up call: the message stays queued until we
+            # pop it ourselves, so a cancellation in between cannot lose it.
+            # Created now, on the running loop: the layer outlives event loops.
+            waiter = asyncio.get_running_loop().create_future()
+            state.waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake(state)  # woken but leaving: hand the wake-up on
+                raise
+            finally:
+                if waiter in state.waiters:
+                    state.waiters.remove(waiter)
+                self._forget_if_idle(channel, state)
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        """Return a new, unused process-local channel name."""
+        while True:
+            name = f"{prefix}.inmemory!{''.join(random.choices(string.ascii_letters, k=12))}"
+            if name not in self.channels and name not in self._memberships:
+                return name
+
+    # -- groups ------------------------------------------------------------
+
+    async def group_add(self, group: str, channel: str) -> None:
+        """Add the channel to the group (re-adding renews the membership)."""
+        self.require_valid_group_name(group)
+        self.require_valid_channel_name(channel)
+        self.groups.setdefault(group, {})[channel] = time.monotonic()
+        self._memberships.setdefault(channel, set()).add(group)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        """Remove the channel from the group, if it is in it."""
+        self.require_valid_channel_name(channel)
+        self.require_valid_group_name(group)
+        self._leave(group, channel)
+
+    async def group_send(self, group: str, message: Message) -> None:
+        """Deliver a shallow copy of the message to every member, inline; never raises ChannelFull."""
+        assert isinstance(message, dict), "Message is not a dict"
+        self.require_valid_group_name(group)
+        now = time.monotonic()
+        self._maybe_sweep(now)
+        members = self.groups.get(group)
+        if not members:
+            return
+        joined_after = now - self.group_expiry
+        evict: list[str] = []  # applied after the loop: members must not change while iterated
+        leave: list[str] = []
+        for channel, joined in members.items():
+            if joined < joined_after:
+                leave.append(channel)
+                continue
+            state = self._state(channel)
+            if self._expire_head(state, now):
+                evict.append(channel)  # an expired message means a dead consumer, as in the stock layer
+                continue
+            if state.overflowed:
+                if len(state.queue) >= state.capacity:
+                    self.dropped += 1
+                    continue
+                state.overflowed = False  # drained below capacity: the episode is over
+            if len(state.queue) >= state.capacity:  # a new overflow episode
+                state.overflowed = True
+                self.overflows += 1
+                self.channel_overflows[channel] += 1
+                self.dropped += 1
+                logger.warning(
+                    "Channel %s full in group_send to %s: sent %s, dropping until it drains (overflow #%d)",
+                    channel,
+                    group,
+                    OVERFLOW,
+                    self.channel_overflows[channel],
+                )
+                # Past capacity on purpose: the consumer must learn that it fell behind.
+                self._push(state, {"type": OVERFLOW}, now)
+                continue
+            self._push(state, dict(message), now)
+        for channel in leave:
+            self._leave(group, channel)
+        for channel in evict:
+            self._remove_from_groups(channel)
+        # Yield once (not per member), as the stock and Redis layers do: the receivers
+        # woken above run now, so e.g. a sender gets its own echo before its next frame.
+        await asyncio.sleep(0)
+
+    # -- flush extension -----------------------------------------------------
+
+    async def flush(self) -> None:
+        """Drop every message, group membership and counter."""
+        for state in self.channels.values():
+            while state.waiters:  # blocked receivers re-register on the new, empty state
+                self._wake(state)
+        self.channels = {}
+        self.groups = {}
+        self._memberships = {}
+        self.overflows = self.dropped = 0
+        self.channel_overflows = Counter()
+
+    # -- internals -----------------------------------------------------------
+
+    def _state(self, channel: str) -> _Channel:
+        state = self.channels.get(channel)
+        if state is None:
+            state = self.channels[channel] = _Channel(self.get_capacity(channel))
+        return state
+
+    def _fresh(self, channel: str, now: float) -> _Channel:
+        """Return the channel's state with expired messages dropped (evicting it from groups if any)."""
+        self._maybe_sweep(now)
+        state = self.channels.get(channel)
+        if state is not None and self._expire_head(state, now):
+            self._remove_from_groups(channel)  # may forget the now idle state: look it up after
+        return self._state(channel)
+
+    def _forget_if_idle(self, channel: str, state: _Channel) -> None:
+        # Like the stock layer, an empty channel takes no memory (names are per socket),
+        # except while it is in a group: its next message is coming, so spare the churn.
+        if (
+            not (state.queue or state.waiters or channel in self._memberships)
+            and self.channels.get(channel) is state
+        ):
+            del self.channels[channel]
+
+    def _push(self, state: _Channel, message: Message, now: float) -> None:
+        state.queue.append((now + self.expiry, message))
+        if state.waiters:
+            self._wake(state)
+
+    def _wake(self, state: _Channel) -> None:
+        """Wake one receiver of this loop; receivers of other loops are woken too, to re-check."""
+        running = asyncio.get_running_loop()  # always called from a coroutine of the layer
+        while state.waiters:
+            waiter = state.waiters.popleft()
+            loop = waiter.get_loop()
+            if waiter.done() or loop.is_closed():
+                continue  # left behind by an old event loop (a previous test)
+            if loop is running:
+                waiter.set_result(None)
+                return
+            loop.call_soon_threadsafe(_resolve, waiter)
+
+    def _expire_head(self, state: _Channel, now: float) -> bool:
+        """Drop expired messages; the queue is in expiry order, so only its head is checked."""
+        expired = False
+        while state.queue and state.queue[0][0] < now:
+            state.queue.popleft()
+            expired = True
+        return expired
+
+    def _leave(self, group: str, channel: str) -> None:
+        members = self.groups.get(group)
+        if members is not None:
+            members.pop(channel, None)
+            if not members:
+                del self.groups[group]
+        groups = self._memberships.get(channel)
+        if groups is not None:
+            groups.discard(group)
+            if not groups:
+                del self._memberships[channel]
+                self.channel_overflows.pop(channel, None)  # bounded: socket names are never reused
+                if (state := self.channels.get(channel)) is not None:
+                    self._forget_if_idle(channel, state)
+
+    def _remove_from_groups(self, channel: str) -> None:
+        """Remove a channel from all its groups (used when a message on it expires)."""
+        for group in list(self._memberships.get(channel, ())):
+            self._leave(group, channel)
+
+    def _maybe_sweep(self, now: float) -> None:
+        if now >= self._next_sweep:
+            self._next_sweep = now + self._sweep_every
+            self._sweep(now)
+
+    def _sweep(self, now: float) -> None:
+        """Expire messages and memberships everywhere: the one O(N) pass, amortised over a period."""
+        for channel, state in list(self.channels.items()):
+            if self._expire_head(state, now):
+                self._remove_from_groups(channel)
+            self._forget_if_idle(channel, state)
+        joined_after = now - self.group_expiry
+        for group, members in list(self.groups.items()):
+            for channel in [c for c, joined in members.items() if joined < joined_after]:
+                self._leave(group, channel)
+
+    def _clean_expired(self) -> None:
+        """Expire messages and memberships now (the stock layer's name for it)."""
+        self._sweep(time.monotonic())
