@@ -8,5 +8,8 @@ class RealtimeConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Called once Django is set up: connect the model signals."""
+        """Called once Django is set up: connect the model signals, patch Daphne's close codes."""
         from . import signals  # noqa: F401
+        from .daphne_compat import patch_daphne
+
+        patch_daphne()

@@ -7,7 +7,7 @@ import json
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import chat, events, lifecycle, presence
+from . import chat, events, lifecycle, presence, shutdown
 from .chat import ClientError
 
 
@@ -31,7 +31,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             after = chat.parse_after(self.scope["request"].GET.get("after"))
         except ClientError:
             after = None
-        if not chat.can_join(self.user, self.room):
+        if not chat.can_join(self.user, self.room) or shutdown.draining():
             await self.close()
             return
         limit = settings.REALTIME_MAX_CONNECTIONS_PER_USER
@@ -44,6 +44,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.credential = lifecycle.Credential.of(self.scope["request"], self.user)
         await self.subscribe([events.room_group(self.room), *self.credential.groups()])
         self.watch = lifecycle.watch(self.credential, self.close)
+        shutdown.register(self.restart)
         await self.accept()
         await chat.room_get_or_create(slug=self.room)
         last_id = await chat.room_last_id(slug=self.room)
@@ -63,6 +64,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             presence.release(user_id=self.user.pk)
         if getattr(self, "watch", None):
             self.watch.cancel()
+            shutdown.unregister(self.restart)
         await self.subscribe([])
 
     async def subscribe(self, groups: list[str]) -> None:
@@ -126,6 +128,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 return  # already sent by replay
             self.sent_id = message_id
         await self.send(text_data=message["text"])
+
+    async def restart(self) -> None:
+        """The server is stopping: close 1012 so the client reconnects and resumes."""
+        await self.close(shutdown.SERVICE_RESTART)
 
     async def realtime_overflow(self, message: dict) -> None:
         """This socket fell too far behind: close 1013 (try again later); the client resumes by replay."""

@@ -15,7 +15,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
-from . import chat, events, lifecycle, presence
+from . import chat, events, lifecycle, presence, shutdown
 from .chat import ClientError
 from .layers import OVERFLOW
 from .views import json_error
@@ -42,6 +42,8 @@ async def room_stream(request: HttpRequest, slug: str) -> HttpResponse:
         after = chat.parse_after(request.headers.get("Last-Event-ID") or request.GET.get("after"))
     except ClientError as exc:
         return json_error(exc.code, exc.detail, exc.http_status)
+    if shutdown.draining():
+        return json_error("unavailable", "The server is restarting; retry shortly.", 503)
     if not await presence.admit(user_id=user.pk, limit=settings.REALTIME_MAX_CONNECTIONS_PER_USER):
         return json_error("forbidden", "Too many live connections for this user.", 403)
     return EventStreamResponse(RoomStream(request, user, slug, after))
@@ -78,6 +80,7 @@ class RoomStream:
         self.groups: list[str] = []
         await self.subscribe()
         joined, watch, receiving = False, lifecycle.watch(self.credential, self.end), None
+        shutdown.register(self.restart)
         try:
             await chat.room_get_or_create(slug=self.slug)
             last_id = await chat.room_last_id(slug=self.slug)
@@ -113,6 +116,7 @@ class RoomStream:
                 yield frame(message["text"], message["event"], message_id)
         finally:
             watch.cancel()
+            shutdown.unregister(self.restart)
             if receiving:
                 receiving.cancel()
             if joined:
@@ -133,6 +137,10 @@ class RoomStream:
     async def deliver(self, text: str) -> None:
         """Queue a presence diff into this stream."""
         await self.layer.send(self.channel, {"type": events.DELIVER, "text": text, "event": "presence_diff"})
+
+    async def restart(self) -> None:
+        """The server is stopping: end the stream; EventSource reconnects with Last-Event-ID."""
+        await self.end(shutdown.SERVICE_RESTART)
 
     async def end(self, code: int) -> None:
         """End the stream (the credential failed its check)."""

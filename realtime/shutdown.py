@@ -1,0 +1,82 @@
+"""Graceful restarts: on SIGTERM, live connections close with 1012 before the server stops.
+
+Neither server ends long-lived connections well by itself: Daphne drops
+sockets without a close frame, and uvicorn waits out its graceful timeout
+on open SSE streams. Here SIGTERM first tells every live connection of this
+process to end (WebSockets close with 1012 "service restart", SSE streams
+finish), then hands the signal to the server's own handler after a short
+grace, so clients reconnect and resume from their last id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+from collections.abc import Awaitable, Callable
+
+logger = logging.getLogger(__name__)
+
+SERVICE_RESTART = 1012
+GRACE_SECONDS = 0.5
+
+Closer = Callable[[], Awaitable[None]]
+_closers: set[Closer] = set()
+_installed_on: asyncio.AbstractEventLoop | None = None
+_draining = False
+
+
+def draining() -> bool:
+    """Return whether this process is stopping (new live connections are refused)."""
+    return _draining
+
+
+def register(closer: Closer) -> None:
+    """Ask for ``closer()`` to be awaited when the process is told to stop."""
+    _install()
+    _closers.add(closer)
+
+
+def unregister(closer: Closer) -> None:
+    """Forget a closer (its connection ended)."""
+    _closers.discard(closer)
+
+
+def _install() -> None:
+    """Chain our SIGTERM handler in front of the server's, once per event loop."""
+    global _installed_on
+    loop = asyncio.get_running_loop()
+    if _installed_on is loop or threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if getattr(previous, "_realtime_drain", False):
+        previous = previous._previous
+
+    def on_sigterm(signum, frame) -> None:
+        loop.call_soon_threadsafe(_drain, loop, previous, signum, frame)
+
+    on_sigterm._realtime_drain = True
+    on_sigterm._previous = previous
+    signal.signal(signal.SIGTERM, on_sigterm)
+    _installed_on = loop
+
+
+def _drain(loop: asyncio.AbstractEventLoop, previous, signum, frame) -> None:
+    """Close every live connection, then let the server handle the signal."""
+    global _draining
+    _draining = True
+    logger.info("SIGTERM: closing %d live connection(s) with 1012", len(_closers))
+    for closer in list(_closers):
+        loop.create_task(closer())
+    loop.call_later(GRACE_SECONDS, _hand_over, previous, signum, frame)
+
+
+def _hand_over(previous, signum, frame) -> None:
+    """Run the handler that was installed before ours (the server's)."""
+    if callable(previous):
+        previous(signum, frame)
+    else:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
