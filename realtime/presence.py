@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.core.cache import cache
 
 from . import events
@@ -29,8 +30,6 @@ logger = logging.getLogger(__name__)
 
 PROCESS_ID = uuid.uuid4().hex
 TICK_SECONDS = 1.0
-HEARTBEAT_SECONDS = 10.0
-SNAPSHOT_TTL = 30
 PROCS_KEY = "realtime:presence:procs"
 
 # A listener is how a connection receives encoded presence events.
@@ -159,12 +158,13 @@ async def _write_snapshot() -> None:
         "rooms": {room: sorted(local.users) for room, local in _state.rooms.items() if local.users},
         "users": {str(uid): n for uid, n in _state.user_connections.items()},
     }
-    await cache.aset(snapshot_key(PROCESS_ID), snapshot, timeout=SNAPSHOT_TTL)
+    ttl = settings.REALTIME_PRESENCE_TTL
+    await cache.aset(snapshot_key(PROCESS_ID), snapshot, timeout=ttl)
     now = time.time()
     # Read-modify-write: a concurrent process may drop our entry; the next
     # heartbeat puts it back, and expired entries are pruned here.
     procs = {pid: t for pid, t in (await cache.aget(PROCS_KEY) or {}).items() if t > now}
-    procs[PROCESS_ID] = now + SNAPSHOT_TTL
+    procs[PROCESS_ID] = now + ttl
     await cache.aset(PROCS_KEY, procs, timeout=None)
     _state.last_heartbeat = now
 
@@ -195,7 +195,9 @@ async def _tick() -> None:
     while True:
         await asyncio.sleep(TICK_SECONDS)
         try:
-            if _state.dirty or time.time() - _state.last_heartbeat > HEARTBEAT_SECONDS:
+            # Heartbeat at a third of the TTL, so one missed beat expires nothing.
+            heartbeat_due = time.time() - _state.last_heartbeat > settings.REALTIME_PRESENCE_TTL / 3
+            if _state.dirty or heartbeat_due:
                 _state.dirty = False
                 await _write_snapshot()
             await _refresh_others()
