@@ -164,6 +164,8 @@ REALTIME_MAX_TEXT = int(os.environ.get("REALTIME_MAX_TEXT", "2000"))
 REALTIME_MAX_FRAME = int(os.environ.get("REALTIME_MAX_FRAME", str(64 * 1024)))
 REALTIME_RATE_LIMIT = os.environ.get("REALTIME_RATE_LIMIT", "20/10s")
 REALTIME_MAX_CONNECTIONS_PER_USER = int(os.environ.get("REALTIME_MAX_CONNECTIONS_PER_USER", "20"))
+# Seconds after which a crashed process's presence entries expire.
+REALTIME_PRESENCE_TTL = int(os.environ.get("REALTIME_PRESENCE_TTL", "30"))
 # Seconds between SSE keep-alive comments (proxies drop silent streams).
 REALTIME_SSE_KEEPALIVE = float(os.environ.get("REALTIME_SSE_KEEPALIVE", "15"))
 # How often a live connection re-checks its session or token (expiry, revocation).
