@@ -11,6 +11,10 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
 from realtime.handshake import DjangoMiddlewareWebSocketRouter  # noqa: E402
+from realtime.services import require_redis  # noqa: E402
+
+# Refuse to start, with a clear message, rather than hang on a dead Redis.
+require_redis()
 
 
 def build_application(http_app=None) -> ProtocolTypeRouter:

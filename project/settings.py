@@ -54,6 +54,7 @@ INSTALLED_APPS = [
 # streams all pass through it (see realtime/handshake.py).
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "realtime.middleware.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -85,9 +86,10 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{os.environ.get('SQLITE_PATH', BASE_DIR / 'db.sqlite3')}",
-        # Async views run ORM calls on asgiref's thread; persistent
-        # connections there are reused, and health checks drop dead ones.
-        conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),
+        # Under ASGI each request's ORM calls run on a thread of their own, so
+        # persistent per-thread connections pile up; close them per request
+        # and let PostgreSQL reuse them from a pool instead (below).
+        conn_max_age=0,
         conn_health_checks=True,
     )
 }
@@ -97,6 +99,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL;",
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
+    }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's psycopg pool (5.1+): connections survive requests without
+    # being tied to threads; a broken one is dropped and replaced.
+    DATABASES["default"]["OPTIONS"] = {
+        "pool": {
+            "min_size": 1,
+            "max_size": int(os.environ.get("DATABASE_POOL_SIZE", "10")),
+            # Seconds a request waits for a connection before a 503.
+            "timeout": 3,
+        }
     }
 
 REDIS_URL = os.environ.get("REDIS_URL", "")

@@ -25,6 +25,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from . import events
+from .services import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -145,11 +146,14 @@ def _merged(room: str) -> frozenset[str]:
 
 
 async def _refresh_others() -> None:
-    """Read the snapshots of the other live processes from the cache."""
-    procs = await cache.aget(PROCS_KEY) or {}
-    now = time.time()
-    keys = [snapshot_key(pid) for pid, expires in procs.items() if pid != PROCESS_ID and expires > now]
-    _state.others = await cache.aget_many(keys) if keys else {}
+    """Read the snapshots of the other live processes from the cache (kept as they were if it is down)."""
+    try:
+        procs = await cache.aget(PROCS_KEY) or {}
+        now = time.time()
+        keys = [snapshot_key(pid) for pid, expires in procs.items() if pid != PROCESS_ID and expires > now]
+        _state.others = await cache.aget_many(keys) if keys else {}
+    except REDIS_ERRORS as exc:
+        logger.warning("presence cache unavailable, using the last snapshots read: %s", exc)
 
 
 async def _write_snapshot() -> None:

@@ -6,12 +6,17 @@ is Redis, so every server process counts against the same window.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
+
+from .services import REDIS_ERRORS
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,9 +46,13 @@ async def allow(*, user_id: int, room: str) -> bool:
     rate = parse_rate(settings.REALTIME_RATE_LIMIT)
     key = f"realtime:rate:{user_id}:{room}"
     now = time.time()
-    stamps = [t for t in (await cache.aget(key) or []) if t > now - rate.seconds]
-    if len(stamps) >= rate.count:
-        return False
-    stamps.append(now)
-    await cache.aset(key, stamps, timeout=int(rate.seconds) + 1)
+    try:
+        stamps = [t for t in (await cache.aget(key) or []) if t > now - rate.seconds]
+        if len(stamps) >= rate.count:
+            return False
+        stamps.append(now)
+        await cache.aset(key, stamps, timeout=int(rate.seconds) + 1)
+    except REDIS_ERRORS as exc:
+        # Fail open: losing the flood guard for a moment beats refusing every message.
+        logger.warning("rate-limit cache unavailable, message allowed: %s", exc)
     return True

@@ -1,7 +1,9 @@
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from realtime import events
 from realtime.chat import SLUG_RE
+from realtime.services import require_redis
 
 
 class Command(BaseCommand):
@@ -23,5 +25,9 @@ class Command(BaseCommand):
                 "manage.py announce needs REDIS_URL: the in-process channel layer cannot "
                 "reach the running server from another process."
             )
+        try:
+            require_redis()
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from None
         events.publish_sync(room, events.announcement(text.strip()))
         self.stdout.write(self.style.SUCCESS(f"Announced to {room}."))
