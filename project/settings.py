@@ -114,17 +114,31 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
-if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 60},
-        }
+
+def redis_channel_layer(url: str) -> dict:
+    """Return the CHANNEL_LAYERS entry for channels_redis on ``url``."""
+    return {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            # redis-py 8 reads with a 5 s socket timeout by default, the same
+            # as channels_redis's blocking BZPOPMIN: idle consumers would
+            # crash every few seconds (django/channels_redis#422).
+            "hosts": [{"address": url, "socket_timeout": 15, "socket_connect_timeout": 3}],
+            "capacity": 1000,
+            "expiry": 60,
+        },
     }
+
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
+            # Fail fast while Redis is down: presence and rate limits degrade
+            # gracefully (realtime/presence.py, realtime/ratelimit.py).
+            "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2},
         }
     }
 else:

@@ -7,10 +7,12 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from channels.layers import get_channel_layer
 
@@ -129,6 +131,37 @@ class LiveServer:
                 self.process.wait()
 
 
+# PostgreSQL databases made for live servers, dropped when the session ends.
+_live_databases: list[str] = []
+
+
+def live_database_url() -> str | None:
+    """Return a fresh PostgreSQL database URL when the suite runs on PostgreSQL, else None.
+
+    Each live server gets a database of its own (the test database belongs to
+    pytest-django), as each gets its own SQLite file otherwise.
+    """
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        return None
+    base, _, _ = url.rpartition("/")
+    name = f"realtime_live_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    _live_databases.append(f"{base}|{name}")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_live_databases():
+    """Drop the PostgreSQL databases made for live servers."""
+    yield
+    for entry in _live_databases:
+        base, name = entry.split("|")
+        with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def make_live_server(tmp_path: Path, **env_overrides: str) -> LiveServer:
     """Prepare (migrate, demo users) but do not start a live server in ``tmp_path``."""
     port = free_port()
@@ -140,6 +173,8 @@ def make_live_server(tmp_path: Path, **env_overrides: str) -> LiveServer:
         "PYTHONUNBUFFERED": "1",
         **env_overrides,
     }
+    if "DATABASE_URL" not in env_overrides and (database_url := live_database_url()):
+        env["DATABASE_URL"] = database_url
     server = LiveServer(url=f"http://127.0.0.1:{port}", port=port, env=env, log_path=tmp_path / "daphne.log")
     server.manage("migrate", "-v0")
     server.manage("seed_demo")
