@@ -6,9 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 CHROMIUM ?= /usr/bin/chromium
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 INSTALLED := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: setup migrate run serve test test-fast lint fmt clean
+.PHONY: setup migrate run serve test test-fast bench lint fmt clean
 
 $(INSTALLED): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,15 +38,29 @@ serve: setup
 	exec $(BIN)/uvicorn project.asgi:application --host $${HOST:-127.0.0.1} --port $(PORT) \
 		--no-access-log --ws-max-size 1048576 --timeout-graceful-shutdown 10
 
-## test: the whole suite, browser tests included (Debian chromium at $(CHROMIUM))
+## test: the whole suite, twice: on SQLite (the default) and on PostgreSQL.
+## Needs Debian chromium at $(CHROMIUM), Redis at $(TEST_REDIS_URL) and PostgreSQL at $(TEST_DATABASE_URL).
 test: setup
 	@test -x $(CHROMIUM) || { echo "make test: $(CHROMIUM) is missing; the browser tests will fail." \
 		"Install Debian's chromium (apt-get install chromium) or set CHROMIUM=/path/to/chromium." >&2; }
+	@$(BIN)/python -c "import redis; redis.Redis.from_url('$(TEST_REDIS_URL)', socket_connect_timeout=3).ping()" \
+		2>/dev/null || { echo "make test: Redis is not reachable at $(TEST_REDIS_URL); the Redis tests will fail." >&2; }
+	@$(BIN)/python -c "import psycopg; psycopg.connect('$(TEST_DATABASE_URL)', connect_timeout=3).close()" \
+		2>/dev/null || { echo "make test: PostgreSQL is not reachable at $(TEST_DATABASE_URL)." >&2; exit 1; }
+	@echo "== make test: the suite on SQLite =="
 	CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	@echo "== make test: the suite on PostgreSQL ($(TEST_DATABASE_URL)) =="
+	CHROMIUM=$(CHROMIUM) DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## test-fast: everything but the slow tests (real servers, browser)
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+## bench: the fan-out benchmark (bench/README.md); BENCH_ARGS=--quick for a smoke run
+bench: setup
+	npm ci --no-audit --no-fund --prefix bench/client
+	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -11,6 +11,7 @@ grace, so clients reconnect and resume from their last id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -69,8 +70,14 @@ def _drain(loop: asyncio.AbstractEventLoop, previous, signum, frame) -> None:
     _draining = True
     logger.info("SIGTERM: closing %d live connection(s) with 1012", len(_closers))
     for closer in list(_closers):
-        loop.create_task(closer())
+        loop.create_task(_close_quietly(closer))
     loop.call_later(GRACE_SECONDS, _hand_over, previous, signum, frame)
+
+
+async def _close_quietly(closer: Closer) -> None:
+    """Run one closer; a connection that is already gone is not an error worth a traceback."""
+    with contextlib.suppress(Exception):
+        await closer()
 
 
 def _hand_over(previous, signum, frame) -> None:
