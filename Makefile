@@ -10,7 +10,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 INSTALLED := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: setup migrate run serve test test-fast bench lint fmt clean
+.PHONY: setup migrate run run-cluster serve test test-fast bench lint fmt clean
 
 $(INSTALLED): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,17 @@ migrate: setup
 run: migrate
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
+
+## run-cluster: two uvicorn processes on PORT and PORT+1 sharing REDIS_URL (and DATABASE_URL)
+run-cluster: migrate
+	@test -n "$$REDIS_URL" || { echo "make run-cluster: set REDIS_URL (e.g. redis://127.0.0.1:6379/0);" \
+		"processes share events, presence and rate limits through it. Set DATABASE_URL for PostgreSQL." >&2; exit 1; }
+	$(BIN)/python manage.py seed_demo
+	@echo "Serving http://127.0.0.1:$(PORT) and http://127.0.0.1:$$(($(PORT)+1)) as one app; Ctrl-C stops both."
+	trap 'kill 0' INT TERM; \
+	$(BIN)/uvicorn project.asgi:application --port $(PORT) --ws websockets-sansio --no-access-log & \
+	$(BIN)/uvicorn project.asgi:application --port $$(($(PORT)+1)) --ws websockets-sansio --no-access-log & \
+	wait
 
 ## serve: the production way: DEBUG off unless set, uvicorn, static files by WhiteNoise
 serve: setup

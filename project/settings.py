@@ -36,6 +36,10 @@ SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or (
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 # One list for HTTP CSRF and WebSocket origins (realtime.handshake reuses it).
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+# Behind a proxy that terminates TLS (docs/deployment.md): trust its
+# X-Forwarded-Proto, so requests and wss:// handshakes count as https.
+if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     # Daphne first: its runserver replaces Django's (Daphne's check E001).
