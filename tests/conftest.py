@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,6 +181,17 @@ def make_live_server(tmp_path: Path, **env_overrides: str) -> LiveServer:
     server.manage("migrate", "-v0")
     server.manage("seed_demo")
     return server
+
+
+@contextmanager
+def running_server(tmp_path: Path, **env_overrides: str) -> Iterator[LiveServer]:
+    """Run a live server of the test's own (with other environment) for the ``with`` block."""
+    server = make_live_server(tmp_path, **env_overrides)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(autouse=True)

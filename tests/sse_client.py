@@ -64,7 +64,8 @@ async def login(base_url: str, username: str, password: str | None = None):
                 "csrfmiddlewaretoken": client.cookies["csrftoken"],
             },
         )
-        assert response.status_code == 302, f"login as {username} failed"
+        assert response.status_code == 302, f"login as {username} failed: {response.status_code}"
+        assert "sessionid" in client.cookies
         yield client
 
 

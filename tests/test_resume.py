@@ -10,7 +10,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.conftest import make_live_server
+from tests.conftest import make_live_server, running_server
 from tests.resume_client import ResumingClient
 from tests.sse_client import login, sse
 
@@ -84,10 +84,8 @@ async def test_clients_under_churn_see_every_message_exactly_once_in_order(churn
 
 
 async def test_server_restart_closes_with_1012_and_clients_resume_without_loss(tmp_path):
-    server = make_live_server(tmp_path)
-    server.start()
     room = new_room()
-    try:
+    with running_server(tmp_path) as server:
         async with login(server.url, "alice") as alice, login(server.url, "bob") as bob:
             followers = [ResumingClient(server.url, room, bob.cookies, t) for t in ("ws", "sse")]
             stop = asyncio.Event()
@@ -107,28 +105,20 @@ async def test_server_restart_closes_with_1012_and_clients_resume_without_loss(t
             await asyncio.gather(*running)
         for follower in followers:
             assert follower.seen == expected
-    finally:
-        server.stop()
 
 
 async def test_sigterm_ends_sse_streams_cleanly(tmp_path):
-    server = make_live_server(tmp_path)
-    server.start()
-    try:
+    with running_server(tmp_path) as server:
         async with login(server.url, "alice") as alice, sse(alice, f"/sse/rooms/{new_room()}/") as stream:
             await stream.next_event()
             await stream.next_event()
             server.process.terminate()
             with pytest.raises(EOFError):  # the body ended; no protocol error
                 await stream.next_event(timeout=5)
-    finally:
-        server.stop()
 
 
 async def test_sigterm_closes_websockets_with_1012(tmp_path):
-    server = make_live_server(tmp_path)
-    server.start()
-    try:
+    with running_server(tmp_path) as server:
         async with login(server.url, "alice") as alice:
             cookie = "; ".join(f"{k}={v}" for k, v in alice.cookies.items())
             url = f"{server.ws_url}/ws/rooms/{new_room()}/"
@@ -141,8 +131,6 @@ async def test_sigterm_closes_websockets_with_1012(tmp_path):
                     while True:
                         await asyncio.wait_for(ws.recv(), 5)
         assert closed.value.rcvd.code == 1012
-    finally:
-        server.stop()
 
 
 async def _until(predicate, interval: float = 0.05) -> None:

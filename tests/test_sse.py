@@ -9,7 +9,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.conftest import make_live_server
+from tests.conftest import running_server
 from tests.sse_client import login, sse
 
 pytestmark = pytest.mark.slow
@@ -108,22 +108,16 @@ async def test_logout_ends_that_sessions_stream(live_server):
 
 
 async def test_keep_alive_comments_arrive_on_a_quiet_stream(tmp_path):
-    server = make_live_server(tmp_path, REALTIME_SSE_KEEPALIVE="0.3")
-    server.start()
-    try:
+    with running_server(tmp_path, REALTIME_SSE_KEEPALIVE="0.3") as server:
         async with login(server.url, "alice") as alice, sse(alice, f"/sse/rooms/{new_room()}/") as stream:
             await stream.next_event()
             await stream.next_event()
             comments = [await stream.next(timeout=2) for _ in range(2)]
         assert [c.event for c in comments] == [":", ":"]
-    finally:
-        server.stop()
 
 
 async def test_streams_over_the_per_user_limit_are_refused(tmp_path):
-    server = make_live_server(tmp_path, REALTIME_MAX_CONNECTIONS_PER_USER="3")
-    server.start()
-    try:
+    with running_server(tmp_path, REALTIME_MAX_CONNECTIONS_PER_USER="3") as server:
         async with login(server.url, "alice") as alice, contextlib.AsyncExitStack() as streams:
             # Keep every reader: a dropped one is garbage-collected, closing its stream.
             readers = [
@@ -132,17 +126,11 @@ async def test_streams_over_the_per_user_limit_are_refused(tmp_path):
             assert [(await r.next_event()).event for r in readers] == ["hello"] * 3
             refused = await alice.get(f"/sse/rooms/{new_room()}/")
         assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
-    finally:
-        server.stop()
 
 
 async def test_two_hundred_concurrent_streams_on_one_process(tmp_path):
-    server = make_live_server(tmp_path, REALTIME_MAX_CONNECTIONS_PER_USER="1000")
-    server.start()
-    try:
+    with running_server(tmp_path, REALTIME_MAX_CONNECTIONS_PER_USER="1000") as server:
         await two_hundred_streams(server)
-    finally:
-        server.stop()
 
 
 async def two_hundred_streams(live_server) -> None:

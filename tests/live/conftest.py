@@ -19,29 +19,15 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
 from tests.conftest import LiveServer
+from tests.sse_client import login as login_at
 
 
-@contextlib.asynccontextmanager
-async def login(
-    live_server: LiveServer, username: str, password: str | None = None
-) -> AsyncIterator[httpx.AsyncClient]:
+def login(live_server: LiveServer, username: str, password: str | None = None):
     """Log in through Django's login form; yield a client holding the session cookie.
 
     ``async with login(live_server, "alice") as alice: ...``
     """
-    async with httpx.AsyncClient(base_url=live_server.url, timeout=10) as client:
-        await client.get("/accounts/login/")
-        response = await client.post(
-            "/accounts/login/",
-            data={
-                "username": username,
-                "password": password or username,
-                "csrfmiddlewaretoken": client.cookies["csrftoken"],
-            },
-        )
-        assert response.status_code == 302, f"login as {username} failed: {response.status_code}"
-        assert "sessionid" in client.cookies
-        yield client
+    return login_at(live_server.url, username, password)
 
 
 def csrf_headers(client: httpx.AsyncClient) -> dict[str, str]:
