@@ -215,3 +215,20 @@ LOGGING = {
 }
 
 CSRF_FAILURE_VIEW = "realtime.views.csrf_failure"
+
+# Uploads: tus 1.0 at /api/uploads/ (CONTRACT.md section 5, docs/uploads.md).
+# Unfinished uploads grow in REALTIME_UPLOAD_TEMP_DIR (shared by every server
+# process); finished ones go to the STORAGES alias REALTIME_UPLOAD_STORAGE.
+# MEDIA_ROOT holds them with the default FileSystemStorage: never serve it
+# directly, attachments are served only to those who may read the room.
+MEDIA_ROOT = Path(os.environ.get("DJANGO_MEDIA_ROOT", BASE_DIR / "media"))
+REALTIME_UPLOAD_STORAGE = os.environ.get("REALTIME_UPLOAD_STORAGE", "default")
+REALTIME_UPLOAD_TEMP_DIR = Path(os.environ.get("REALTIME_UPLOAD_TEMP_DIR", MEDIA_ROOT / "partial"))
+REALTIME_UPLOAD_MAX_SIZE = int(os.environ.get("REALTIME_UPLOAD_MAX_SIZE", str(500 * 1024 * 1024)))
+# Unfinished uploads per user; the next creation is refused with 429.
+REALTIME_UPLOAD_MAX_ACTIVE_PER_USER = int(os.environ.get("REALTIME_UPLOAD_MAX_ACTIVE_PER_USER", "5"))
+# Unfinished uploads untouched this long are abandoned: they stop counting
+# against the quota, and `manage.py cleanup_uploads` deletes them.
+REALTIME_UPLOAD_EXPIRE_HOURS = float(os.environ.get("REALTIME_UPLOAD_EXPIRE_HOURS", "24"))
+# Seconds between two upload_progress events of one upload.
+REALTIME_UPLOAD_PROGRESS_INTERVAL = float(os.environ.get("REALTIME_UPLOAD_PROGRESS_INTERVAL", "0.25"))

@@ -6,6 +6,7 @@ from django.urls import path, re_path, register_converter
 
 from realtime import sse, views
 from realtime.models import SLUG_PATTERN
+from realtime.uploads import views as uploads
 
 
 class RoomSlugConverter:
@@ -38,6 +39,11 @@ urlpatterns = [
     path("api/rooms", views.rooms, name="api-rooms"),
     path("api/rooms/<room:slug>/messages", views.room_messages, name="api-room-messages"),
     path("api/rooms/<room:slug>/presence", views.room_presence, name="api-room-presence"),
+    # Resumable uploads (tus 1.0, CONTRACT.md section 5); the id is checked by the view,
+    # so even a malformed one is answered the tus way (Tus-Resumable header).
+    re_path(r"^api/uploads/?$", uploads.uploads, name="api-uploads"),
+    path("api/uploads/<str:upload_id>", uploads.upload, name="api-upload"),
+    path("api/uploads/<str:upload_id>/file", uploads.upload_file, name="api-upload-file"),
     path("sse/rooms/<room:slug>/", sse.room_stream, name="sse-room"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),

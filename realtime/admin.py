@@ -7,7 +7,7 @@ from django.contrib import admin, messages
 from django.shortcuts import render
 
 from . import events
-from .models import ApiToken, Message, Room
+from .models import ApiToken, Message, Room, Upload
 
 
 class AnnouncementForm(forms.Form):
@@ -79,3 +79,27 @@ class ApiTokenAdmin(admin.ModelAdmin):
             token.save(update_fields=["revoked"])
             count += 1
         self.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)
+
+
+@admin.register(Upload)
+class UploadAdmin(admin.ModelAdmin):
+    list_display = ["filename", "user", "room", "size", "offset", "created", "completed"]
+    list_filter = ["completed", "created"]
+    search_fields = ["filename", "user__username", "room"]
+    list_select_related = ["user"]
+    raw_id_fields = ["user"]
+    readonly_fields = [
+        "id",
+        "user",
+        "room",
+        "filename",
+        "size",
+        "offset",
+        "stored_name",
+        "created",
+        "completed",
+    ]
+
+    def has_add_permission(self, request) -> bool:
+        # Uploads are made through /api/uploads/; deleting one here removes its bytes.
+        return False

@@ -83,16 +83,30 @@ async def message_post(*, user, slug: str, text: object) -> Message:
         raise ClientError(
             "rate_limited", f"Over {settings.REALTIME_RATE_LIMIT} messages in this room; dropped."
         )
+    return await _store_and_publish(user=user, slug=slug, text=text)
+
+
+async def attachment_post(*, user, upload) -> Message:
+    """Store, then broadcast the message that carries a finished upload (named after it); return it.
+
+    Not rate-limited here: creating the upload counted against the rate
+    limit (realtime.uploads), and by now the bytes are already stored.
+    """
+    return await _store_and_publish(user=user, slug=upload.room, text=upload.filename, attachment=upload)
+
+
+async def _store_and_publish(*, user, slug: str, text: str, attachment=None) -> Message:
+    """Store a message, then broadcast it under the room's lock; return it."""
     async with _room_locks[slug]:
         room = await room_get_or_create(slug=slug)
-        msg = await Message.objects.acreate(room=room, user=user, text=text)
+        msg = await Message.objects.acreate(room=room, user=user, text=text, attachment=attachment)
         await events.publish(slug, events.message(msg))
     return msg
 
 
 async def messages_list(*, slug: str, after: int | None, limit: int) -> list[dict]:
     """Return message events of a room: after ``after`` (oldest first) or the newest ``limit``."""
-    query = Message.objects.filter(room__slug=slug).select_related("room", "user")
+    query = Message.objects.filter(room__slug=slug).select_related("room", "user", "attachment")
     if after is None:
         newest = [m async for m in query.order_by("-id")[:limit]]
         return [events.message(m) for m in reversed(newest)]

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+from .services import REDIS_ERRORS
+
+logger = logging.getLogger(__name__)
 
 # The layer message type that carries an encoded event to a subscriber
 # (consumer handler: realtime_event).
@@ -61,8 +66,8 @@ def hello(*, user, room: str, last_id: int) -> dict[str, Any]:
 
 
 def message(msg) -> dict[str, Any]:
-    """Return the message event of a stored ``Message`` (room and user loaded)."""
-    return {
+    """Return the message event of a stored ``Message`` (room, user and attachment loaded)."""
+    event = {
         "type": "message",
         "id": msg.pk,
         "room": msg.room.slug,
@@ -70,6 +75,19 @@ def message(msg) -> dict[str, Any]:
         "text": msg.text,
         "created": msg.created.isoformat(),
     }
+    if msg.attachment_id is not None:
+        event["attachment"] = attachment(msg.attachment)
+    return event
+
+
+def attachment(upload) -> dict[str, Any]:
+    """Return the ``attachment`` field of a message that carries a finished ``Upload``."""
+    return {"name": upload.filename, "size": upload.size, "url": upload.file_url}
+
+
+def upload_progress(*, upload_id: str, offset: int, size: int) -> dict[str, Any]:
+    """Return the progress of a running upload, sent to its owner's connections."""
+    return {"type": "upload_progress", "id": upload_id, "offset": offset, "size": size}
 
 
 def presence(users: list[str]) -> dict[str, Any]:
@@ -123,7 +141,22 @@ def _delivery(event: dict[str, Any], exclude: str | None = None) -> dict[str, An
 
 async def publish(room: str, event: dict[str, Any], *, exclude: str | None = None) -> None:
     """Send ``event`` to every subscriber of ``room``, except the channel ``exclude``."""
-    await get_channel_layer().group_send(room_group(room), _delivery(event, exclude))
+    message = _delivery(event, exclude)
+    for attempt in (1, 2):
+        try:
+            await get_channel_layer().group_send(room_group(room), message)
+            return
+        except REDIS_ERRORS as exc:
+            if attempt == 1:
+                # Right after a Redis restart the pool may hand out a dead
+                # connection once; subscribers that reconnected would miss
+                # the event for good. Retry once (replayed ids are skipped).
+                continue
+            # The layer is down (Redis restarting). Messages are stored before
+            # they are published, so clients recover them by replay on reconnect.
+            logger.error(
+                "channel layer unavailable; %s event to %s not delivered live: %s", event["type"], room, exc
+            )
 
 
 async def publish_to_user(user_id: int, event: dict[str, Any]) -> None:
