@@ -227,6 +227,8 @@ def start_profiler(server: Server, scenario: Scenario, workdir: Path) -> tuple[s
     out = workdir / f"{server.kind.name}.{scenario.name}.pyspy.txt"
     seconds = int(scenario.connect_timeout + scenario.duration + scenario.drain)
     command = [spy, "record", "--pid", str(server.process.pid), "--format", "raw", "--rate", "200"]
+    if os.environ.get("BENCH_PROFILE_GIL"):
+        command.append("--gil")  # only the thread holding the GIL: where Python's one core goes
     command += ["--duration", str(seconds), "--output", str(out), "--nonblocking"]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT), out
 

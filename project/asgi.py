@@ -12,6 +12,7 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 
 from realtime.handshake import DjangoMiddlewareWebSocketRouter  # noqa: E402
 from realtime.services import require_redis  # noqa: E402
+from realtime.tuning import tune_gc  # noqa: E402
 
 # Refuse to start, with a clear message, rather than hang on a dead Redis.
 require_redis()
@@ -28,3 +29,5 @@ def build_application(http_app=None) -> ProtocolTypeRouter:
 
 
 application = build_application(django_asgi_app)
+# Thousands of long-lived sockets: freeze the startup heap, collect less often.
+tune_gc()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from asgiref.sync import markcoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
@@ -34,35 +34,56 @@ def raw_token_from(request: HttpRequest) -> str | None:
     return None
 
 
-async def token_authenticate(*, raw: str) -> ApiToken | None:
-    """Return the live token matching ``raw`` with its active user, or None."""
+def token_authenticate(*, raw: str) -> ApiToken | None:
+    """Return the live token matching ``raw`` with its active user, or None (sync ORM)."""
     try:
-        token = await ApiToken.objects.select_related("user").aget(
+        token = ApiToken.objects.select_related("user").get(
             digest=hash_token(raw), revoked=False, user__is_active=True
         )
     except ApiToken.DoesNotExist:
         return None
     now = timezone.now()
     if token.last_used is None or now - token.last_used > LAST_USED_RESOLUTION:
-        await ApiToken.objects.filter(pk=token.pk).aupdate(last_used=now)
+        ApiToken.objects.filter(pk=token.pk).update(last_used=now)
     return token
 
 
 class BearerTokenMiddleware:
-    """Authenticate requests that carry a bearer token; refuse a bad token with 401."""
+    """Authenticate requests that carry a bearer token; refuse a bad token with 401.
 
-    sync_capable = False
+    Sync and async capable: in a sync chain (the WebSocket handshake, see
+    realtime.handshake) it queries in the thread it runs in; in an async
+    chain (views under ASGI) it makes one thread hop, only when a token is
+    present.
+    """
+
+    sync_capable = True
     async_capable = True
 
     def __init__(self, get_response) -> None:
         self.get_response = get_response
-        markcoroutinefunction(self)
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
 
-    async def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HttpRequest):
+        if self.is_async:
+            return self.__acall__(request)
+        raw = raw_token_from(request)
+        if raw is None:
+            return self.get_response(request)
+        return self.authenticate(request, token_authenticate(raw=raw)) or self.get_response(request)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
         raw = raw_token_from(request)
         if raw is None:
             return await self.get_response(request)
-        token = await token_authenticate(raw=raw)
+        token = await sync_to_async(token_authenticate)(raw=raw)
+        return self.authenticate(request, token) or await self.get_response(request)
+
+    @staticmethod
+    def authenticate(request: HttpRequest, token: ApiToken | None) -> HttpResponse | None:
+        """Make ``token``'s user the request's user; return the 401 to answer if there is no token."""
         if token is None:
             return JsonResponse(
                 {"error": "unauthorized", "detail": "Invalid or revoked API token."}, status=401
@@ -78,4 +99,4 @@ class BearerTokenMiddleware:
         # A bearer token is not an ambient browser credential, so there is
         # nothing for CSRF to protect (CONTRACT.md section 1).
         request._dont_enforce_csrf_checks = True
-        return await self.get_response(request)
+        return None

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from . import chat, events, lifecycle, presence, shutdown
 from .chat import ClientError
+from .delivery import TRY_AGAIN_LATER, DirectDeliveryConsumer
+from .services import REDIS_ERRORS
 
 
-class RoomConsumer(AsyncWebsocketConsumer):
+class RoomConsumer(DirectDeliveryConsumer):
     """One socket in a room: ``/ws/rooms/<slug>/``.
 
     ``scope["user"]`` and ``scope["session"]`` come from Django's middleware
-    stack (realtime.handshake), exactly as a view would see them.
+    stack (realtime.handshake), exactly as a view would see them. Published
+    events reach the socket without a task per message (realtime.delivery).
     """
 
     # -- lifecycle -------------------------------------------------------
@@ -27,8 +30,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.joined = self.admitted = False
         self.groups = []
         self.watch = None
+        # The request is kept only for the handshake: an idle socket should not hold it.
+        request = self.scope.pop("request")
         try:
-            after = chat.parse_after(self.scope["request"].GET.get("after"))
+            after = chat.parse_after(request.GET.get("after"))
         except ClientError:
             after = None
         if not chat.can_join(self.user, self.room) or shutdown.draining():
@@ -40,32 +45,33 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         # Subscribe before reading history, so nothing falls between the two;
-        # live messages already replayed are skipped by id (realtime_event).
-        self.credential = lifecycle.Credential.of(self.scope["request"], self.user)
+        # live messages already replayed are skipped by id (event_text).
+        self.credential = lifecycle.Credential.of(request, self.user)
         await self.subscribe([events.room_group(self.room), *self.credential.groups()])
         self.watch = lifecycle.watch(self.credential, self.close)
         shutdown.register(self.restart)
         await self.accept()
-        await chat.room_get_or_create(slug=self.room)
-        last_id = await chat.room_last_id(slug=self.room)
+        last_id = await chat.room_open(slug=self.room)
         self.sent_id = last_id if after is None else after
         await self.send_event(events.hello(user=self.user, room=self.room, last_id=last_id))
         if after is not None:
             await self.replay(after)
-        users = await presence.join(room=self.room, user=self.user, deliver=self.deliver)
         self.joined = True
-        await self.send_event(events.presence(users))
+        await self.send(text_data=await presence.join(room=self.room, user=self.user, deliver=self.emit))
+        await self.go_live()
 
     async def disconnect(self, code: int) -> None:
         """Called when the socket closed, whoever closed it."""
         if getattr(self, "joined", False):
-            await presence.leave(room=self.room, user=self.user, deliver=self.deliver)
+            await presence.leave(room=self.room, user=self.user, deliver=self.emit)
         if getattr(self, "admitted", False):
             presence.release(user_id=self.user.pk)
         if getattr(self, "watch", None):
             self.watch.cancel()
             shutdown.unregister(self.restart)
-        await self.subscribe([])
+        # A layer that is down (Redis restarting) forgets the memberships itself (group expiry).
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self.subscribe([])
 
     async def subscribe(self, groups: list[str]) -> None:
         """Listen to exactly ``groups`` on the channel layer from now on."""
@@ -74,17 +80,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
         for group in set(groups) - set(self.groups):
             await self.channel_layer.group_add(group, self.channel_name)
         self.groups = groups
-
-    async def dispatch(self, message: dict) -> None:
-        """Route a message to its handler; room events skip the DB-connection check.
-
-        Channels runs ``close_old_connections`` in a thread before every
-        handler; a delivery touches no database, so that hop is pure cost.
-        """
-        if message["type"] == events.DELIVER:
-            await self.realtime_event(message)
-        else:
-            await super().dispatch(message)
 
     async def replay(self, after: int) -> None:
         """Send every stored message of the room after ``after``."""
@@ -118,16 +113,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     # -- channel-layer handlers ------------------------------------------
 
-    async def realtime_event(self, message: dict) -> None:
-        """Forward a published event, already encoded, to this socket."""
+    def event_text(self, message: dict) -> str | None:
+        """Return a published event's text for this socket, or None if it must skip it."""
         if message.get("exclude") == self.channel_name:
-            return
+            return None
         message_id = message.get("id")
         if message_id is not None:
             if message_id <= self.sent_id:
-                return  # already sent by replay
+                return None  # already sent by replay
             self.sent_id = message_id
-        await self.send(text_data=message["text"])
+        return message["text"]
 
     async def restart(self) -> None:
         """The server is stopping: close 1012 so the client reconnects and resumes."""
@@ -135,7 +130,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def realtime_overflow(self, message: dict) -> None:
         """This socket fell too far behind: close 1013 (try again later); the client resumes by replay."""
-        await self.close(1013)
+        await self.close(TRY_AGAIN_LATER)
 
     async def realtime_close(self, message: dict) -> None:
         """The credential ended (logout, deactivation, revocation): close with its code."""
@@ -149,15 +144,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
         """Re-subscribe after the session moved to a new key (a password change)."""
         await self.subscribe([events.room_group(self.room), *self.credential.groups()])
 
-    async def deliver(self, text: str) -> None:
-        """Send an encoded event produced outside the layer (presence diffs)."""
-        await self.send(text_data=text)
-
     async def send_event(self, event: dict) -> None:
-        """Encode and send one event to this socket only."""
+        """Encode and send one event to this socket only, after what is already on its way."""
         if event.get("type") == "message":
             self.sent_id = max(self.sent_id, event["id"])
-        await self.send(text_data=events.encode(event))
+        await self.emit(events.encode(event))
 
 
 def _decode_frame(text_data: str | None, bytes_data: bytes | None) -> dict:

@@ -8,10 +8,18 @@ consumer as the view. A response from any middleware refuses the handshake
 before accept (HTTP 403); otherwise the consumer runs with the request's
 user and session in its scope.
 
+The chain is built synchronously and a handshake runs it in ONE hop to the
+realtime DB thread (realtime.db), together with the origin check and the
+loads of the user and the session. Django's async chain would hop to a thread and back for every
+``MiddlewareMixin`` hook and cache or session access (about 16 hops per
+handshake with the default stack); middleware that is async-only still
+works, adapted by Django.
+
 Private framework API is fenced in this module: ``BaseHandler`` internals
-(``load_middleware``, ``_get_response_async``, ``_view_middleware``) and
-``CsrfViewMiddleware._origin_verified``, read from Django 5.2.
-tests/test_handshake.py fails loudly if an upgrade changes them.
+(``load_middleware``, ``_get_response``, ``_view_middleware``),
+``LazyObject._wrapped``/``_setup`` and ``CsrfViewMiddleware._origin_verified``,
+read from Django 5.2. tests/test_handshake.py fails loudly if an upgrade
+changes them.
 """
 
 from __future__ import annotations
@@ -20,12 +28,15 @@ import io
 import logging
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from django.contrib.auth.models import AnonymousUser
 from django.core.handlers.asgi import ASGIRequest
 from django.core.handlers.base import BaseHandler
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.middleware.csrf import CsrfViewMiddleware
 from django.urls import Resolver404, resolve
+from django.utils.functional import LazyObject, empty
+
+from .db import db_call
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +44,17 @@ logger = logging.getLogger(__name__)
 #   scope["user"]      the user the middleware stack resolved (never lazy)
 #   scope["session"]   the request's session (a loaded SessionStore)
 #   scope["url_route"] {"args": ..., "kwargs": ...} of the matched route
-#   scope["request"]   the Django request the stack saw (headers, META, auth)
+#   scope["request"]   the Django request the stack saw (headers, META, auth);
+#                      a consumer that keeps its socket open should pop it
+#                      once read, so an idle socket does not hold it
 
 
 class _Allowed(HttpResponse):
     """Marker response: the handshake went through every middleware."""
+
+
+class _ForeignOrigin(HttpResponseForbidden):
+    """Marker response: the middleware allowed it, but the Origin is cross-site."""
 
 
 class HandshakeHandler(BaseHandler):
@@ -45,9 +62,9 @@ class HandshakeHandler(BaseHandler):
 
     def __init__(self, urlconf: str) -> None:
         self.urlconf = urlconf
-        self.load_middleware(is_async=True)
+        self.load_middleware(is_async=False)
 
-    async def _get_response_async(self, request: HttpRequest) -> HttpResponse:
+    def _get_response(self, request: HttpRequest) -> HttpResponse:
         """Called innermost: resolve the route, apply view middleware, allow."""
         try:
             match = resolve(request.path_info, urlconf=self.urlconf)
@@ -55,10 +72,36 @@ class HandshakeHandler(BaseHandler):
             return HttpResponse(status=404)
         request.resolver_match = match
         for process_view in self._view_middleware:
-            response = await process_view(request, match.func, match.args, match.kwargs)
+            response = process_view(request, match.func, match.args, match.kwargs)
             if response:
                 return response
         return _Allowed()
+
+    def handshake(self, request: HttpRequest) -> tuple[HttpResponse | None, Any]:
+        """Run the stack, then load the user and session; return (refusal or None, user).
+
+        Runs in the realtime DB thread (realtime.db), in one hop.
+        """
+        response = self.get_response(request)
+        if not isinstance(response, _Allowed):
+            return response, None
+        if not origin_allowed(request):
+            return _ForeignOrigin(), None
+        user = _unwrapped(getattr(request, "user", None)) or AnonymousUser()
+        session = getattr(request, "session", None)
+        if session is not None:
+            # Load now, in this thread, so consumers never hit the DB lazily.
+            session.keys()
+        return None, user
+
+
+def _unwrapped(user: Any) -> Any:
+    """Return the object behind a lazy user (AuthenticationMiddleware's), loading it."""
+    if isinstance(user, LazyObject):
+        if user._wrapped is empty:
+            user._setup()
+        return user._wrapped
+    return user
 
 
 def origin_allowed(request: HttpRequest) -> bool:
@@ -91,42 +134,39 @@ class DjangoMiddlewareWebSocketRouter:
 
     def __init__(self, urlconf: str) -> None:
         self.handler = HandshakeHandler(urlconf)
+        self._handshake = db_call(self.handler.handshake)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "websocket":
             raise ValueError(f"{type(self).__name__} only serves WebSockets, not {scope['type']}")
+        consumer, scope = await self.admit(scope, receive, send)
+        if consumer is not None:
+            # Awaited for the life of the socket: nothing of the handshake is held here.
+            await consumer(scope, receive, send)
+
+    async def admit(self, scope, receive, send) -> tuple[Any, dict | None]:
+        """Run the handshake; return the consumer and its scope, or (None, None) once refused."""
         request = ASGIRequest(http_scope_for(scope), io.BytesIO())
         # Lets a middleware tell a handshake from a view request (the bearer
         # token middleware accepts ?access_token= only here).
         request.is_websocket = True
-        response = await self.handler.get_response_async(request)
-        if not isinstance(response, _Allowed) or not origin_allowed(request):
-            await self.refuse(receive, send, request, response)
-            return
+        refusal, user = await self._handshake(request)
+        if refusal is not None:
+            await self.refuse(receive, send, request, refusal)
+            return None, None
         match = request.resolver_match
         scope = dict(scope)
         scope["request"] = request
-        scope["user"] = await request.auser() if hasattr(request, "auser") else request.user
+        scope["user"] = user
         scope["session"] = getattr(request, "session", None)
-        if scope["session"] is not None:
-            # Load now, off the event loop, so consumers never hit the DB lazily.
-            await sync_to_async(_load_session)(scope["session"])
         scope["url_route"] = {"args": match.args, "kwargs": match.kwargs}
-        await match.func(scope, receive, send)
+        return match.func, scope
 
     @staticmethod
     async def refuse(receive, send, request: HttpRequest, response: HttpResponse) -> None:
         """Close the handshake before accept: the server answers HTTP 403."""
-        logger.info(
-            "WebSocket handshake refused: %s (middleware answered %s)",
-            request.path,
-            response.status_code if not isinstance(response, _Allowed) else "origin",
-        )
+        why = "origin" if isinstance(response, _ForeignOrigin) else f"middleware said {response.status_code}"
+        logger.info("WebSocket handshake refused: %s (%s)", request.path, why)
         message = await receive()
         if message["type"] == "websocket.connect":
             await send({"type": "websocket.close", "code": 1008})
-
-
-def _load_session(session) -> None:
-    """Read the session's data from its store once (the first access loads it)."""
-    session.keys()

@@ -5,16 +5,24 @@ deep-copies per recipient and starts a task per member: one event to N sockets
 costs O(N^2). This one does O(1) work per delivered message. Expiry is lazy (a
 queue's head is checked when touched), plus one full sweep at most every
 min(expiry, group_expiry) seconds to reclaim channels nobody reads any more.
+
+A channel may also have a *sink* (:meth:`FastInMemoryChannelLayer.attach`): a
+plain function that send() and group_send() call on their own stack, so a
+consumer can write an event to its socket without a task, a future or a
+wake-up per message. A sink that declines a message leaves it to the queue,
+with the usual capacity and overflow rules.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import string
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from typing import Any
 
 from channels.exceptions import ChannelFull
@@ -27,18 +35,27 @@ logger = logging.getLogger(__name__)
 OVERFLOW = "realtime.overflow"
 
 Message = dict[str, Any]
+# Takes a message on the sender's stack and returns whether it took it. It gets
+# the sender's own dict (not a copy): it must neither keep nor change it.
+Sink = Callable[[Message], bool]
+
+
+NO_MESSAGES = ()
 
 
 class _Channel:
-    """The state of one channel: its queue, capacity and waiting receivers."""
+    """The state of one channel: its queue, capacity, waiting receivers and sink."""
 
-    __slots__ = ("capacity", "overflowed", "queue", "waiters")
+    __slots__ = ("capacity", "overflowed", "queue", "sink", "waiters")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity  # resolved once: get_capacity() matches regexes
-        self.queue: deque[tuple[float, Message]] = deque()  # (expires at, message)
-        self.waiters: deque[asyncio.Future[None]] = deque()  # one future per blocked receive()
+        # (expires at, message); NO_MESSAGES while empty: a deque costs 600+ bytes, and
+        # the channel of a live socket is empty nearly always (see _pop).
+        self.queue: deque[tuple[float, Message]] | tuple = NO_MESSAGES
+        self.waiters: list[asyncio.Future[None]] = []  # one future per blocked receive(), oldest first
         self.overflowed = False  # group messages are dropped until the queue drains
+        self.sink: Sink | None = None  # offered each message first while the queue is empty
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:
@@ -61,6 +78,8 @@ class FastInMemoryChannelLayer(InMemoryChannelLayer):
       channel until it is below capacity. ``send`` still raises ``ChannelFull``.
     * ``channel_capacity`` globs work (the stock layer never compiles them).
     * Times, join times in ``groups`` included, are ``time.monotonic()`` values.
+    * Extensions for direct delivery: :meth:`attach`, :meth:`detach`,
+      :meth:`receive_nowait`.
     """
 
     def __init__(
@@ -81,6 +100,8 @@ class FastInMemoryChannelLayer(InMemoryChannelLayer):
         self.overflows = 0  # overflow episodes, all channels
         self.channel_overflows: Counter[str] = Counter()  # per channel, kept while it is in a group
         self.dropped = 0  # group messages dropped during overflow episodes
+        self._name_prefix = "".join(random.choices(string.ascii_letters, k=8))
+        self._names = itertools.count()
 
     # -- channels ----------------------------------------------------------
 
@@ -93,7 +114,7 @@ class FastInMemoryChannelLayer(InMemoryChannelLayer):
         state = self._fresh(channel, now)
         if len(state.queue) >= state.capacity:
             raise ChannelFull(channel)
-        self._push(state, dict(message), now)
+        self._push(state, message, now)
 
     async def receive(self, channel: str) -> Message:
         """Wait for and return the first message on the channel (cancellation-safe)."""
@@ -102,7 +123,7 @@ class FastInMemoryChannelLayer(InMemoryChannelLayer):
             # Looked up again after each wake-up: flush() replaces the state.
             state = self._fresh(channel, time.monotonic())
             if state.queue:
-                message = state.queue.popleft()[1]
+                message = self._pop(state)
                 self._forget_if_idle(channel, state)
                 return message
             # The future is only a wake-up call: the message stays queued until we
@@ -121,10 +142,20 @@ class FastInMemoryChannelLayer(InMemoryChannelLayer):
                     state.waiters.remove(waiter)
                 self._forget_if_idle(channel, state)
 
+    def receive_nowait(self, channel: str) -> Message | None:
+        """Return the first queued message of the channel, or None when there is none."""
+        state = self._fresh(channel, time.monotonic())
+        if not state.queue:
+            return None
+        message = self._pop(state)
+        self._forget_if_idle(channel, state)
+        return message
+
     async def new_channel(self, prefix: str = "specific.") -> str:
         """Return a new, unused process-local channel name."""
         while True:
-            name = f"{prefix}.inmemory!{''.join(random.choices(string.ascii_letters, k=12))}"
+            # A counter behind a random part: unique without drawing 12 random letters each time.
+            name = f"{prefix}.inmemory!{self._name_prefix}{next(self._names)}"
             if name not in self.channels and name not in self._memberships:
                 return name
 
@@ -155,35 +186,16 @@ class FastInMemoryChannelLayer(InMemoryChannelLayer):
         joined_after = now - self.group_expiry
         evict: list[str] = []  # applied after the loop: members must not change while iterated
         leave: list[str] = []
+        channels = self.channels
         for channel, joined in members.items():
             if joined < joined_after:
                 leave.append(channel)
                 continue
-            state = self._state(channel)
-            if self._expire_head(state, now):
-                evict.append(channel)  # an expired message means a dead consumer, as in the stock layer
+            state = channels.get(channel) or self._state(channel)
+            # An idle member (the usual case) goes straight to its sink or queue.
+            if (state.queue or state.overflowed) and not self._has_room(channel, state, group, now, evict):
                 continue
-            if state.overflowed:
-                if len(state.queue) >= state.capacity:
-                    self.dropped += 1
-                    continue
-                state.overflowed = False  # drained below capacity: the episode is over
-            if len(state.queue) >= state.capacity:  # a new overflow episode
-                state.overflowed = True
-                self.overflows += 1
-                self.channel_overflows[channel] += 1
-                self.dropped += 1
-                logger.warning(
-                    "Channel %s full in group_send to %s: sent %s, dropping until it drains (overflow #%d)",
-                    channel,
-                    group,
-                    OVERFLOW,
-                    self.channel_overflows[channel],
-                )
-                # Past capacity on purpose: the consumer must learn that it fell behind.
-                self._push(state, {"type": OVERFLOW}, now)
-                continue
-            self._push(state, dict(message), now)
+            self._push(state, message, now)
         for channel in leave:
             self._leave(group, channel)
         for channel in evict:
@@ -192,14 +204,36 @@ class FastInMemoryChannelLayer(InMemoryChannelLayer):
         # woken above run now, so e.g. a sender gets its own echo before its next frame.
         await asyncio.sleep(0)
 
+    # -- direct delivery extension ---------------------------------------------
+
+    def attach(self, channel: str, sink: Sink) -> None:
+        """Offer the channel's messages to ``sink`` on the sender's stack while its queue is empty.
+
+        The channel's owner (one consumer) then reads only what the sink
+        declined, with :meth:`receive_nowait` or :meth:`receive`, in order.
+        """
+        self.require_valid_channel_name(channel)
+        self._state(channel).sink = sink
+
+    def detach(self, channel: str) -> None:
+        """Remove the channel's sink; its owner is gone, so what it left queued is dropped too."""
+        state = self.channels.get(channel)
+        if state is not None:
+            state.sink = None
+            state.queue = NO_MESSAGES
+            self._forget_if_idle(channel, state)
+
     # -- flush extension -----------------------------------------------------
 
     async def flush(self) -> None:
-        """Drop every message, group membership and counter."""
+        """Drop every message, group membership and counter (sinks stay attached)."""
+        sinks = {channel: state.sink for channel, state in self.channels.items() if state.sink}
         for state in self.channels.values():
             while state.waiters:  # blocked receivers re-register on the new, empty state
                 self._wake(state)
         self.channels = {}
+        for channel, sink in sinks.items():
+            self._state(channel).sink = sink
         self.groups = {}
         self._memberships = {}
         self.overflows = self.dropped = 0
@@ -225,13 +259,23 @@ class FastInMemoryChannelLayer(InMemoryChannelLayer):
         # Like the stock layer, an empty channel takes no memory (names are per socket),
         # except while it is in a group: its next message is coming, so spare the churn.
         if (
-            not (state.queue or state.waiters or channel in self._memberships)
+            not (state.queue or state.waiters or state.sink or channel in self._memberships)
             and self.channels.get(channel) is state
         ):
             del self.channels[channel]
 
     def _push(self, state: _Channel, message: Message, now: float) -> None:
-        state.queue.append((now + self.expiry, message))
+        """Hand the sender's message to the sink, or queue a shallow copy of it."""
+        # Only while nothing is queued: a message must not overtake older ones.
+        if state.sink is not None and not state.queue:
+            try:
+                if state.sink(message):
+                    return
+            except Exception:
+                logger.exception("Channel sink %r failed; message queued instead", state.sink)
+        if state.queue is NO_MESSAGES:
+            state.queue = deque()
+        state.queue.append((now + self.expiry, dict(message)))
         if state.waiters:
             self._wake(state)
 
@@ -239,7 +283,7 @@ class FastInMemoryChannelLayer(InMemoryChannelLayer):
         """Wake one receiver of this loop; receivers of other loops are woken too, to re-check."""
         running = asyncio.get_running_loop()  # always called from a coroutine of the layer
         while state.waiters:
-            waiter = state.waiters.popleft()
+            waiter = state.waiters.pop(0)
             loop = waiter.get_loop()
             if waiter.done() or loop.is_closed():
                 continue  # left behind by an old event loop (a previous test)
@@ -248,13 +292,47 @@ class FastInMemoryChannelLayer(InMemoryChannelLayer):
                 return
             loop.call_soon_threadsafe(_resolve, waiter)
 
+    def _has_room(self, channel: str, state: _Channel, group: str, now: float, evict: list[str]) -> bool:
+        """Return whether a group message may go to this busy member; handle expiry and overflow."""
+        if self._expire_head(state, now):
+            evict.append(channel)  # an expired message means a dead consumer, as in the stock layer
+            return False
+        if state.overflowed:
+            if len(state.queue) >= state.capacity:
+                self.dropped += 1
+                return False
+            state.overflowed = False  # drained below capacity: the episode is over
+        if len(state.queue) >= state.capacity:  # a new overflow episode
+            state.overflowed = True
+            self.overflows += 1
+            self.channel_overflows[channel] += 1
+            self.dropped += 1
+            logger.warning(
+                "Channel %s full in group_send to %s: sent %s, dropping until it drains (overflow #%d)",
+                channel,
+                group,
+                OVERFLOW,
+                self.channel_overflows[channel],
+            )
+            # Past capacity on purpose: the consumer must learn that it fell behind.
+            self._push(state, {"type": OVERFLOW}, now)
+            return False
+        return True
+
     def _expire_head(self, state: _Channel, now: float) -> bool:
         """Drop expired messages; the queue is in expiry order, so only its head is checked."""
         expired = False
         while state.queue and state.queue[0][0] < now:
-            state.queue.popleft()
+            self._pop(state)
             expired = True
         return expired
+
+    def _pop(self, state: _Channel) -> Message:
+        """Remove and return the first queued message; give the queue's memory back once empty."""
+        message = state.queue.popleft()[1]
+        if not state.queue:
+            state.queue = NO_MESSAGES
+        return message
 
     def _leave(self, group: str, channel: str) -> None:
         members = self.groups.get(group)

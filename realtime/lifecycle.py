@@ -10,8 +10,12 @@ periodically, so an expired session ends its connections too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.contrib.auth import aget_user, get_user_model
@@ -20,6 +24,8 @@ from django.http import HttpRequest
 from . import events
 from .models import ApiToken
 from .sessions import SessionStore, follow_moves
+
+logger = logging.getLogger(__name__)
 
 SESSION_ENDED = 4401
 USER_DEACTIVATED = 4403
@@ -113,18 +119,72 @@ async def recheck(credential: Credential) -> int | None:
     return code
 
 
-def watch(credential: Credential, end: Callable[[int], Awaitable[None]]) -> asyncio.Task:
-    """Start re-checking ``credential`` periodically; call ``end(code)`` once it fails."""
+@dataclass(eq=False)
+class Watch:
+    """One connection's periodic credential check; ``cancel()`` it when the connection ends."""
 
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(settings.REALTIME_REVALIDATE_SECONDS)
-            code = await check(credential)
-            if code is not None:
-                await end(code)
-                return
+    credential: Credential
+    end: Callable[[int], Awaitable[None]]
+    cancelled: bool = False
 
-    return asyncio.get_running_loop().create_task(loop(), name="realtime-credential-watch")
+    def cancel(self) -> None:
+        """Stop checking (the connection ended)."""
+        self.cancelled = True
+
+
+@dataclass
+class _Watches:
+    """Every watched connection of one event loop, by due time, and the one task that checks them."""
+
+    loop: asyncio.AbstractEventLoop
+    due: list[tuple[float, int, Watch]] = field(default_factory=list)  # a heap
+    task: asyncio.Task | None = None
+
+
+_watches: _Watches | None = None
+_order = itertools.count()  # ties in the heap: first watched, first checked
+
+
+def watch(credential: Credential, end: Callable[[int], Awaitable[None]]) -> Watch:
+    """Re-check ``credential`` every REALTIME_REVALIDATE_SECONDS; call ``end(code)`` once it fails.
+
+    One task per process checks every connection when it is due, rather
+    than a sleeping task per connection: a socket held idle costs a heap entry.
+    """
+    global _watches
+    loop = asyncio.get_running_loop()
+    if _watches is None or _watches.loop is not loop:
+        _watches = _Watches(loop)  # the connections of an earlier loop (tests) are gone
+    handle = Watch(credential, end)
+    heapq.heappush(_watches.due, (loop.time() + settings.REALTIME_REVALIDATE_SECONDS, next(_order), handle))
+    if _watches.task is None or _watches.task.done():
+        _watches.task = loop.create_task(_check_due(_watches), name="realtime-credential-watch")
+    return handle
+
+
+async def _check_due(watches: _Watches) -> None:
+    """Check each watched credential when due, until nothing is watched."""
+    loop = watches.loop
+    while watches.due:
+        # At most a second asleep: a watch added meanwhile may be due sooner (a shorter setting).
+        await asyncio.sleep(min(1.0, max(0.0, watches.due[0][0] - loop.time())))
+        while watches.due and watches.due[0][0] <= loop.time():
+            _, _, handle = heapq.heappop(watches.due)
+            if handle.cancelled:
+                continue
+            try:
+                code = await check(handle.credential)
+            except Exception:  # the database may blink; check again next period
+                logger.warning("credential check failed; retrying next period", exc_info=True)
+                code = None
+            if handle.cancelled:
+                continue
+            if code is None:
+                entry = (loop.time() + settings.REALTIME_REVALIDATE_SECONDS, next(_order), handle)
+                heapq.heappush(watches.due, entry)
+            else:
+                with contextlib.suppress(Exception):  # a connection already gone
+                    await handle.end(code)
 
 
 _rechecks: set[asyncio.Task] = set()

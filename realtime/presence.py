@@ -1,18 +1,29 @@
 """Who is online in each room, counted per user across sockets and streams.
 
 Each server process keeps its own connections in memory and writes a
-snapshot of them to Django's cache (local memory by default, Redis with
-``REDIS_URL``) under a key that expires, so the entries of a crashed process
-fade out instead of haunting the list. Readers merge the snapshots of every
-live process. Once a second, each process compares the merged list of each
-room it serves with what its listeners last saw and sends them one
-``presence_diff``: changes are coalesced, and a user's second tab joining or
-leaving changes nothing.
+snapshot of them to Django's cache (Redis with ``REDIS_URL``) under a key
+that expires, so the entries of a crashed process fade out instead of
+haunting the list. With the local-memory cache there is no other process to
+tell, so nothing is written or read. Once a second (less often when a tick
+is costly, see :data:`TICK_COST_FACTOR`), each process reads the other
+processes' snapshots, compares the list of each room it serves with what
+its listeners last saw and sends them one ``presence_diff``: changes are
+coalesced, and a user's second tab joining or leaving changes nothing.
+
+Nothing here is O(room) per connection. Each room counts, per username, the
+sources that list it (this process, each other process), updated as
+connections come and go and as snapshots are read; a join that changes who
+is online costs one sorted insert. The full list a joiner receives is
+encoded once per batch of joins and shared: during a burst of joins, a
+joiner waits for the next encoding, which comes :data:`BATCH_COST_FACTOR`
+times as long after the previous one as that one took to build, so a
+burst of joins spends at most about a twentieth of its time encoding lists.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import time
@@ -22,16 +33,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.core.cache import cache
 
-from . import events
+from . import caching, events
+from .caching import cache_call
 from .services import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 
 PROCESS_ID = uuid.uuid4().hex
-TICK_SECONDS = 1.0
+TICK_SECONDS = 1.0  # at least; see TICK_COST_FACTOR
+TICK_COST_FACTOR = 10
 PROCS_KEY = "realtime:presence:procs"
+# During a burst of joins, a room's list is encoded again only this many times
+# its last encoding's duration after it (10,000 online: roughly every 50 ms here).
+BATCH_COST_FACTOR = 20
 
 # A listener is how a connection receives encoded presence events.
 Deliver = Callable[[str], Awaitable[None]]
@@ -42,13 +57,59 @@ def snapshot_key(process_id: str) -> str:
     return f"realtime:presence:proc:{process_id}"
 
 
-@dataclass
-class _Room:
-    """This process's connections to one room."""
+@dataclass(eq=False)
+class _Snapshot:
+    """Who was online in a room at one moment, with its presence event encoded."""
 
-    users: Counter[str] = field(default_factory=Counter)
-    # deliver -> the user list that listener has last been told.
-    seen: dict[Deliver, frozenset[str]] = field(default_factory=dict)
+    users: frozenset[str]
+    text: str
+
+
+@dataclass(eq=False)
+class _Room:
+    """One room: this process's connections to it, and who is online in it anywhere."""
+
+    local: Counter[str] = field(default_factory=Counter)  # username -> this process's connections
+    online: Counter[str] = field(default_factory=Counter)  # username -> sources listing it
+    names: list[str] = field(default_factory=list)  # online's usernames, sorted
+    # listener -> the snapshot it was last told (None: its first one is on its way).
+    listeners: dict[Deliver, _Snapshot | None] = field(default_factory=dict)
+    current: _Snapshot | None = None  # of ``names``; None once it changed
+    behind: bool = False  # some listener has not been told the latest change
+    built_at: float = float("-inf")
+    build_seconds: float = 0.0  # how long the last snapshot took to build
+    batch: list[asyncio.Future] | None = None  # joiners waiting for the next snapshot
+
+    def add(self, name: str) -> None:
+        """Count one more source listing ``name``."""
+        self.online[name] += 1
+        if self.online[name] == 1:
+            bisect.insort(self.names, name)
+            self.current, self.behind = None, True
+
+    def remove(self, name: str) -> None:
+        """Count one source less listing ``name``."""
+        left = self.online[name] - 1
+        if left > 0:
+            self.online[name] = left
+            return
+        del self.online[name]
+        del self.names[bisect.bisect_left(self.names, name)]
+        self.current, self.behind = None, True
+
+    def snapshot(self) -> _Snapshot:
+        """Return the current snapshot, encoding it if it changed."""
+        if self.current is None:
+            started = time.perf_counter()
+            # events.presence() sorts again: linear on a sorted list.
+            self.current = _Snapshot(frozenset(self.names), events.encode(events.presence(self.names)))
+            self.build_seconds = time.perf_counter() - started
+            self.built_at = time.monotonic()
+        return self.current
+
+    def idle(self) -> bool:
+        """Return whether nothing here is worth keeping."""
+        return not (self.listeners or self.local or self.online)
 
 
 @dataclass
@@ -80,8 +141,11 @@ def local_connections() -> int:
 
 
 async def admit(*, user_id: int, limit: int) -> bool:
-    """Count a new connection of ``user_id`` unless it would pass ``limit``; return whether admitted."""
-    await _refresh_others()
+    """Count a new connection of ``user_id`` unless it would pass ``limit``; return whether admitted.
+
+    Other processes' connections are counted as of the last tick (at most a
+    second old), so a handshake costs no cache round trip.
+    """
     remote = sum(s["users"].get(str(user_id), 0) for s in _state.others.values())
     # Check and count with no await in between, so concurrent handshakes
     # cannot all pass the same check.
@@ -94,121 +158,195 @@ async def admit(*, user_id: int, limit: int) -> bool:
 
 def release(*, user_id: int) -> None:
     """Uncount a connection counted by :func:`admit`."""
-    _state.user_connections[user_id] -= 1
-    _state.user_connections += Counter()  # drop users whose count reached zero
+    _decrement(_state.user_connections, user_id)
     _state.dirty = True
 
 
-async def join(*, room: str, user, deliver: Deliver) -> list[str]:
-    """Register a connection of ``user`` in ``room``; return who is online now."""
-    local = _state.rooms.setdefault(room, _Room())
-    local.users[user.get_username()] += 1
+async def join(*, room: str, user, deliver: Deliver) -> str:
+    """Register a connection of ``user`` in ``room``; return the presence event (encoded) it must send.
+
+    The event lists who is online, the joiner included; ``deliver`` then
+    receives the changes since, once a tick.
+    """
+    local = _room(room)
+    name = user.get_username()
+    local.listeners[deliver] = None
+    local.local[name] += 1
+    if local.local[name] == 1:
+        local.add(name)
     _state.dirty = True
     _ensure_ticker()
-    await _refresh_others()
-    online = _merged(room)
-    local.seen[deliver] = online
-    return sorted(online)
+    snapshot = local.current or await _joiner_snapshot(local)
+    if deliver in local.listeners:  # not left meanwhile
+        local.listeners[deliver] = snapshot
+        if snapshot is not local.current:
+            local.behind = True
+    return snapshot.text
 
 
 async def leave(*, room: str, user, deliver: Deliver) -> None:
     """Unregister a connection added by :func:`join`."""
     local = _state.rooms.get(room)
-    if local is None or deliver not in local.seen:
+    if local is None or deliver not in local.listeners:
         return
-    del local.seen[deliver]
-    local.users[user.get_username()] -= 1
-    local.users += Counter()  # drop users whose count reached zero
+    del local.listeners[deliver]
+    name = user.get_username()
+    if _decrement(local.local, name) == 0:
+        local.remove(name)
     _state.dirty = True
 
 
 async def room_users(room: str) -> list[str]:
     """Return the usernames online in ``room`` across all processes."""
     await _refresh_others()
-    return sorted(_merged(room))
+    local = _state.rooms.get(room)
+    return list(local.names) if local else []
 
 
 async def online_counts() -> dict[str, int]:
     """Return the number of users online per room across all processes."""
     await _refresh_others()
-    rooms = set(_state.rooms)
-    for snapshot in _state.others.values():
-        rooms.update(snapshot["rooms"])
-    return {room: len(_merged(room)) for room in rooms}
+    return {room: len(local.online) for room, local in _state.rooms.items() if local.online}
 
 
-def _merged(room: str) -> frozenset[str]:
-    """Return the union of this process's and the other processes' users in ``room``."""
-    users = set(_state.rooms[room].users) if room in _state.rooms else set()
-    for snapshot in _state.others.values():
-        users.update(snapshot["rooms"].get(room, ()))
-    return frozenset(users)
+def _room(room: str) -> _Room:
+    local = _state.rooms.get(room)
+    if local is None:
+        local = _state.rooms[room] = _Room()
+    return local
+
+
+def _decrement(counter: Counter, key) -> int:
+    """Decrement ``counter[key]``, dropping the key at zero; return what is left."""
+    left = counter[key] - 1
+    if left > 0:
+        counter[key] = left
+    else:
+        counter.pop(key, None)
+    return max(left, 0)
+
+
+async def _joiner_snapshot(local: _Room) -> _Snapshot:
+    """Return a snapshot that includes every join so far, shared by a burst of joiners."""
+    loop = asyncio.get_running_loop()
+    wait = local.built_at + local.build_seconds * BATCH_COST_FACTOR - time.monotonic()
+    if wait <= 0:
+        return local.snapshot()
+    if local.batch is None:
+        local.batch = []
+        loop.call_later(wait, _end_batch, local)
+    # A future per joiner: one cancelled (its client left) must not cancel the others.
+    waiter = loop.create_future()
+    local.batch.append(waiter)
+    return await waiter
+
+
+def _end_batch(local: _Room) -> None:
+    """Called when a batch's wait is over: give its joiners one snapshot."""
+    batch, local.batch = local.batch or [], None
+    snapshot = local.snapshot()
+    for waiter in batch:
+        if not waiter.done():
+            waiter.set_result(snapshot)
+
+
+def _apply_others(others: dict) -> None:
+    """Take the other processes' snapshots just read into each room's counts."""
+    before = _state.others
+    for pid in set(before) | set(others):
+        old, new = before.get(pid, {}).get("rooms", {}), others.get(pid, {}).get("rooms", {})
+        if old == new:
+            continue
+        for room in set(old) | set(new):
+            was, now = set(old.get(room, ())), set(new.get(room, ()))
+            if was == now:
+                continue
+            local = _room(room)
+            for name in now - was:
+                local.add(name)
+            for name in was - now:
+                local.remove(name)
+    _state.others = others
 
 
 async def _refresh_others() -> None:
     """Read the snapshots of the other live processes from the cache (kept as they were if it is down)."""
+    if caching.is_local():
+        return  # nobody else can write to this process's memory
     try:
-        procs = await cache.aget(PROCS_KEY) or {}
+        procs = await cache_call("get", PROCS_KEY) or {}
         now = time.time()
         keys = [snapshot_key(pid) for pid, expires in procs.items() if pid != PROCESS_ID and expires > now]
-        _state.others = await cache.aget_many(keys) if keys else {}
+        others = await cache_call("get_many", keys) if keys else {}
     except REDIS_ERRORS as exc:
         logger.warning("presence cache unavailable, using the last snapshots read: %s", exc)
+        return
+    _apply_others(others)
 
 
 async def _write_snapshot() -> None:
     """Publish this process's connections for the other processes to read."""
     snapshot = {
-        "rooms": {room: sorted(local.users) for room, local in _state.rooms.items() if local.users},
+        "rooms": {room: sorted(local.local) for room, local in _state.rooms.items() if local.local},
         "users": {str(uid): n for uid, n in _state.user_connections.items()},
     }
     ttl = settings.REALTIME_PRESENCE_TTL
-    await cache.aset(snapshot_key(PROCESS_ID), snapshot, timeout=ttl)
+    await cache_call("set", snapshot_key(PROCESS_ID), snapshot, timeout=ttl)
     now = time.time()
     # Read-modify-write: a concurrent process may drop our entry; the next
     # heartbeat puts it back, and expired entries are pruned here.
-    procs = {pid: t for pid, t in (await cache.aget(PROCS_KEY) or {}).items() if t > now}
+    procs = {pid: t for pid, t in (await cache_call("get", PROCS_KEY) or {}).items() if t > now}
     procs[PROCESS_ID] = now + ttl
-    await cache.aset(PROCS_KEY, procs, timeout=None)
+    await cache_call("set", PROCS_KEY, procs, timeout=None)
     _state.last_heartbeat = now
 
 
 async def _send_diffs() -> None:
-    """Tell each listener how its room changed since it last heard."""
+    """Tell each listener how its room changed since it last heard (one encoding per baseline)."""
     for room, local in list(_state.rooms.items()):
-        if not local.seen:
-            if not local.users:
-                del _state.rooms[room]
+        if local.idle():
+            del _state.rooms[room]
             continue
-        online = _merged(room)
-        by_baseline: dict[frozenset[str], list[Deliver]] = {}
-        for deliver, seen in local.seen.items():
-            if seen != online:
-                by_baseline.setdefault(seen, []).append(deliver)
-        for seen, delivers in by_baseline.items():
-            text = events.encode(events.presence_diff(joins=list(online - seen), leaves=list(seen - online)))
-            for deliver in delivers:
-                if deliver in local.seen:
-                    local.seen[deliver] = online
-                    with contextlib.suppress(Exception):
-                        await deliver(text)
+        if not local.behind or not local.listeners:
+            continue
+        local.behind = False
+        current = local.snapshot()
+        texts: dict[_Snapshot, str] = {}
+        for deliver, seen in list(local.listeners.items()):
+            if seen is None or seen is current or local.listeners.get(deliver) is not seen:
+                continue
+            text = texts.get(seen)
+            if text is None:
+                joins, leaves = current.users - seen.users, seen.users - current.users
+                diff = events.presence_diff(joins=list(joins), leaves=list(leaves))
+                text = texts[seen] = events.encode(diff) if joins or leaves else ""
+            local.listeners[deliver] = current
+            if text:
+                with contextlib.suppress(Exception):
+                    await deliver(text)
 
 
 async def _tick() -> None:
-    """Once a second: publish our snapshot when it changed, read the others', send diffs."""
+    """Once a tick: publish our snapshot when it changed, read the others', send diffs."""
+    interval = TICK_SECONDS
     while True:
-        await asyncio.sleep(TICK_SECONDS)
+        await asyncio.sleep(interval)
+        started = time.perf_counter()
         try:
-            # Heartbeat at a third of the TTL, so one missed beat expires nothing.
-            heartbeat_due = time.time() - _state.last_heartbeat > settings.REALTIME_PRESENCE_TTL / 3
-            if _state.dirty or heartbeat_due:
-                _state.dirty = False
-                await _write_snapshot()
+            if not caching.is_local():
+                # Heartbeat at a third of the TTL, so one missed beat expires nothing.
+                heartbeat_due = time.time() - _state.last_heartbeat > settings.REALTIME_PRESENCE_TTL / 3
+                if _state.dirty or heartbeat_due:
+                    _state.dirty = False
+                    await _write_snapshot()
             await _refresh_others()
             await _send_diffs()
         except Exception:
             # The cache may blink (Redis restarting); presence catches up next tick.
             logger.exception("presence tick failed")
+        # A tick that took long (diffs to 10,000 listeners) spaces out the next
+        # ones, so presence never takes more than about 1/TICK_COST_FACTOR of the process.
+        interval = max(TICK_SECONDS, (time.perf_counter() - started) * TICK_COST_FACTOR)
 
 
 def _ensure_ticker() -> None:

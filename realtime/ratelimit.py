@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
 
+from .caching import cache_call
 from .services import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
@@ -47,11 +47,11 @@ async def allow(*, user_id: int, room: str) -> bool:
     key = f"realtime:rate:{user_id}:{room}"
     now = time.time()
     try:
-        stamps = [t for t in (await cache.aget(key) or []) if t > now - rate.seconds]
+        stamps = [t for t in (await cache_call("get", key) or []) if t > now - rate.seconds]
         if len(stamps) >= rate.count:
             return False
         stamps.append(now)
-        await cache.aset(key, stamps, timeout=int(rate.seconds) + 1)
+        await cache_call("set", key, stamps, timeout=int(rate.seconds) + 1)
     except REDIS_ERRORS as exc:
         # Fail open: losing the flood guard for a moment beats refusing every message.
         logger.warning("rate-limit cache unavailable, message allowed: %s", exc)

@@ -82,17 +82,15 @@ class RoomStream:
         joined, watch, receiving = False, lifecycle.watch(self.credential, self.end), None
         shutdown.register(self.restart)
         try:
-            await chat.room_get_or_create(slug=self.slug)
-            last_id = await chat.room_last_id(slug=self.slug)
+            last_id = await chat.room_open(slug=self.slug)
             sent_id = last_id if self.after is None else self.after
             yield event_frame(events.hello(user=self.user, room=self.slug, last_id=last_id))
             if self.after is not None:
                 async for event in chat.replay(slug=self.slug, after=self.after):
                     sent_id = event["id"]
                     yield event_frame(event)
-            users = await presence.join(room=self.slug, user=self.user, deliver=self.deliver)
             joined = True
-            yield event_frame(events.presence(users))
+            yield frame(await presence.join(room=self.slug, user=self.user, deliver=self.deliver), "presence")
             while True:
                 # One receive at a time, never cancelled by the keep-alive timer.
                 receiving = receiving or asyncio.ensure_future(self.layer.receive(self.channel))

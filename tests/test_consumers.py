@@ -9,6 +9,7 @@ import pytest
 from channels.layers import get_channel_layer
 from django.test import override_settings
 
+from project.asgi import application
 from realtime import events, presence
 from realtime.models import Message, Room
 from tests.asgi import joined, make_user, session_cookie, ws
@@ -188,18 +189,119 @@ async def test_presence_changes_are_coalesced(monkeypatch):
     assert sum(len(d["joins"]) for d in diffs) == 3 and len(diffs) <= 2
 
 
+class SlowReader:
+    """Wraps an ASGI app: its sends wait while ``writable`` is clear, as uvicorn's do on a full transport."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.writable = asyncio.Event()
+        self.writable.set()
+
+    async def __call__(self, scope, receive, send) -> None:
+        async def gated(message: dict) -> None:
+            await self.writable.wait()
+            await send(message)
+
+        await self.app(scope, receive, gated)
+
+
+async def outputs_until_close(comm) -> tuple[list[dict], int]:
+    """Return the events a socket receives until it is closed, and the close code."""
+    received = []
+    while True:
+        output = await comm.receive_output(2)
+        if output["type"] == "websocket.close":
+            return received, output["code"]
+        received.append(json.loads(output["text"]))
+
+
 async def test_socket_that_falls_behind_is_closed_1013_to_resume_by_replay():
     alice = await make_user("alice")
     layer = get_channel_layer()
-    async with joined(ROOM, user=alice) as a:
+    slow = SlowReader(application)
+    async with joined(ROOM, user=alice, app=slow) as a:
         (channel,) = layer.groups[events.room_group("general")]
-        # All at once, so the consumer cannot drain its queue in between.
-        burst = [{"type": "realtime.event", "text": f"{n}"} for n in range(layer.get_capacity(channel) * 2)]
-        await asyncio.gather(*(layer.group_send(events.room_group("general"), m) for m in burst))
-        codes = []
-        while not codes:
-            output = await a.receive_output(2)
-            if output["type"] == "websocket.close":
-                codes.append(output["code"])
-    assert codes == [1013]
-    assert layer.overflows == 1
+        capacity = layer.get_capacity(channel)
+        slow.writable.clear()  # the client stops reading; the server's transport fills up
+        for n in range(capacity + 10):
+            await events.publish("general", events.announcement(str(n)))
+        assert layer.overflows == 1  # noticed while the reader is stuck, not after
+        slow.writable.set()  # reading again: what fitted arrives in order, then the close
+        received, code = await outputs_until_close(a)
+    assert code == 1013
+    assert [e["text"] for e in received] == [str(n) for n in range(len(received))]
+    # One send was on its way when the reader stopped, the queue held the rest.
+    assert len(received) == capacity + 1
+
+
+async def test_events_behind_a_blocked_send_keep_their_order():
+    alice = await make_user("alice")
+    slow = SlowReader(application)
+    async with joined(ROOM, user=alice, app=slow) as a:
+        slow.writable.clear()
+        for n in range(5):
+            await events.publish("general", events.announcement(str(n)))
+        await a.send_json_to({"type": "ping"})  # answered behind the events already on their way
+        assert await a.receive_nothing(timeout=0.1)
+        slow.writable.set()
+        received = [await a.receive_json_from() for _ in range(6)]
+        # Delivery is inline again once the queue drained.
+        await events.publish("general", events.announcement("later"))
+        assert await a.receive_json_from() == events.announcement("later")
+    assert received == [events.announcement(str(n)) for n in range(5)] + [events.pong()]
+
+
+async def test_a_control_message_waits_its_turn_behind_queued_events():
+    alice = await make_user("alice")
+    slow = SlowReader(application)
+    async with joined(ROOM, user=alice, app=slow) as a:
+        slow.writable.clear()
+        for n in range(3):
+            await events.publish("general", events.announcement(str(n)))
+        await events.notify(events.user_group(alice.pk), events.CLOSE, code=4401)
+        slow.writable.set()
+        received, code = await outputs_until_close(a)
+    assert (received, code) == ([events.announcement(str(n)) for n in range(3)], 4401)
+
+
+async def test_events_reach_sockets_without_a_task_per_delivery(monkeypatch):
+    """Inline delivery: publishing to a room starts no task, whatever its size."""
+    alice, bob, carol = [await make_user(name) for name in ("alice", "bob", "carol")]
+    async with joined(ROOM, user=alice) as a, joined(ROOM, user=bob) as b, joined(ROOM, user=carol) as c:
+
+        def no_tasks(*args, **kwargs):
+            raise AssertionError("a task was started for a delivery")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(asyncio.get_running_loop(), "create_task", no_tasks)
+            await events.publish("general", events.announcement("hi"))
+        for comm in (a, b, c):
+            assert await comm.receive_json_from() == events.announcement("hi")
+
+
+async def test_a_burst_of_joiners_shares_one_presence_encoding_that_lists_each(monkeypatch):
+    monkeypatch.setattr(presence, "TICK_SECONDS", 0.3)
+    monkeypatch.setattr(presence, "BATCH_COST_FACTOR", 10_000)  # joins soon after an encoding wait
+    encoded = []
+    encode = events.encode
+    monkeypatch.setattr(events, "encode", lambda event: encoded.append(event["type"]) or encode(event))
+    names = ["alice", "bob", "carol", "dave"]
+    comms = [ws(ROOM, cookie=await session_cookie(await make_user(name))) for name in names]
+    for comm in comms:
+        assert (await comm.connect())[0]
+        assert (await comm.receive_json_from())["type"] == "hello"
+    views = []
+    for name, comm in zip(names, comms, strict=True):
+        view = set((await comm.receive_json_from())["users"])
+        assert name in view  # a joiner is always in the list it gets
+        views.append(view)
+    assert encoded.count("presence") < len(names)  # shared by the burst, not one per joiner
+    # Diffs then bring every listener to the same, exact list.
+    for view, comm in zip(views, comms, strict=True):
+        while view != set(names):
+            diff = await comm.receive_json_from(timeout=3)
+            assert diff["type"] == "presence_diff"
+            view |= set(diff["joins"])
+            view -= set(diff["leaves"])
+    for comm in comms:
+        await comm.disconnect()

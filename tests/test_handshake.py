@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import django
 import pytest
 from channels.routing import ProtocolTypeRouter
@@ -9,6 +12,8 @@ from django.conf import settings
 from django.core.handlers.base import BaseHandler
 from django.middleware.csrf import CsrfViewMiddleware
 from django.test import override_settings
+from django.utils.deprecation import MiddlewareMixin
+from django.utils.functional import LazyObject, SimpleLazyObject, empty
 
 from project.asgi import build_application
 from realtime.handshake import DjangoMiddlewareWebSocketRouter
@@ -154,12 +159,49 @@ async def test_token_of_deactivated_user_is_refused():
     assert await refused(ws(f"/ws/rooms/lobby/?access_token={raw}"))
 
 
+class ThreadRecordingMiddleware(MiddlewareMixin):
+    """Records the thread each hook of a MiddlewareMixin-style middleware runs in."""
+
+    threads: list[tuple[str, int]] = []
+
+    def process_request(self, request):
+        self.threads.append(("request", threading.get_ident()))
+
+    def process_view(self, request, view, args, kwargs):
+        self.threads.append(("view", threading.get_ident()))
+
+    def process_response(self, request, response):
+        request.session.get("x")  # the session is read in the same thread too
+        self.threads.append(("response", threading.get_ident()))
+        return response
+
+
+async def test_the_whole_stack_runs_in_one_worker_thread_hop():
+    alice = await make_user("alice")
+    cookie = await session_cookie(alice)
+    ThreadRecordingMiddleware.threads = []
+    recording = "tests.test_handshake.ThreadRecordingMiddleware"
+    with override_settings(MIDDLEWARE=[*settings.MIDDLEWARE, recording]):
+        app = build_application()
+        assert not await refused(ws("/ws/rooms/lobby/", cookie=cookie, app=app))
+    hooks = dict(ThreadRecordingMiddleware.threads)
+    assert set(hooks) == {"request", "view", "response"}
+    assert len(set(hooks.values())) == 1, "every hook ran in the same thread"
+    assert threading.get_ident() not in hooks.values(), "and not on the event loop"
+
+
 def test_private_django_api_the_bridge_relies_on_is_unchanged():
     """Fails loudly on a Django upgrade: re-read realtime/handshake.py against the new version."""
     assert django.VERSION[:2] == (5, 2), "realtime/handshake.py was written against Django 5.2"
-    assert callable(BaseHandler._get_response_async)
+    assert callable(BaseHandler._get_response)
     assert callable(BaseHandler.load_middleware)
     handler = BaseHandler()
-    handler.load_middleware(is_async=True)
+    handler.load_middleware(is_async=False)
     assert isinstance(handler._view_middleware, list)
+    assert not asyncio.iscoroutinefunction(handler._middleware_chain), "the chain must be sync"
     assert callable(CsrfViewMiddleware._origin_verified)
+    lazy = SimpleLazyObject(lambda: "user")
+    assert lazy._wrapped is empty
+    lazy._setup()
+    assert lazy._wrapped == "user"
+    assert isinstance(lazy, LazyObject)

@@ -498,3 +498,104 @@ def test_a_receiver_abandoned_on_another_loop_does_not_swallow_the_wake_up():
         old_loop.run_until_complete(asyncio.gather(abandoned, return_exceptions=True))
     finally:
         old_loop.close()
+
+
+# -- direct delivery: sinks (fast layer only) ----------------------------------------
+
+
+class Sink:
+    """A sink that records what it is offered and takes it unless told to decline."""
+
+    def __init__(self, take: bool = True) -> None:
+        self.take = take
+        self.offered: list[dict] = []
+
+    def __call__(self, message: dict) -> bool:
+        self.offered.append(message)
+        return self.take
+
+
+async def test_a_sink_takes_messages_on_the_senders_stack(fast):
+    sink = Sink()
+    fast.attach("chan", sink)
+    await fast.group_add("room", "chan")
+    sent = {"type": "event", "n": 1}
+    await fast.group_send("room", sent)
+    await fast.send("chan", {"type": "direct"})
+    assert sink.offered[0] is sent  # the sender's own dict: no copy for a sink
+    assert [m["type"] for m in sink.offered] == ["event", "direct"]
+    assert fast.receive_nowait("chan") is None  # nothing was queued
+
+
+async def test_a_declined_message_queues_and_later_ones_wait_behind_it(fast):
+    sink = Sink(take=False)
+    fast.attach("chan", sink)
+    await fast.group_add("room", "chan")
+    await fast.group_send("room", {"type": "event", "n": 1})
+    sink.take = True
+    await fast.group_send("room", {"type": "event", "n": 2})
+    assert [m["n"] for m in sink.offered] == [1]  # not offered while an older one is queued
+    assert [fast.receive_nowait("chan")["n"] for _ in range(2)] == [1, 2]
+    await fast.group_send("room", {"type": "event", "n": 3})
+    assert [m["n"] for m in sink.offered] == [1, 3]  # drained: offered again
+
+
+async def test_a_declining_sink_overflows_like_a_slow_reader(fast):
+    fast.attach("chan", Sink(take=False))
+    await fast.group_add("room", "chan")
+    for n in range(5):  # capacity 3
+        await fast.group_send("room", {"type": "event", "n": n})
+    assert (fast.overflows, fast.dropped) == (1, 2)
+    queued = [fast.receive_nowait("chan") for _ in range(4)]
+    assert queued == [{"type": "event", "n": n} for n in range(3)] + [{"type": OVERFLOW}]
+
+
+async def test_a_failing_sink_leaves_the_message_queued(fast, caplog):
+    def broken(message):
+        raise RuntimeError("boom")
+
+    fast.attach("chan", broken)
+    with caplog.at_level(logging.ERROR, logger="realtime.layers"):
+        await fast.send("chan", {"type": "event"})
+    assert fast.receive_nowait("chan") == {"type": "event"}
+    assert "sink" in caplog.text
+
+
+async def test_detach_forgets_the_channel_and_what_it_left_queued(fast):
+    fast.attach("chan", Sink(take=False))
+    await fast.send("chan", {"type": "event"})
+    fast.detach("chan")
+    assert "chan" not in fast.channels
+    assert fast.receive_nowait("chan") is None
+
+
+async def test_an_attached_channel_is_kept_while_idle_and_through_flush(fast):
+    sink = Sink()
+    fast.attach("chan", sink)
+    assert "chan" in fast.channels  # not forgotten for being empty: its sink is its reader
+    await fast.flush()
+    await fast.send("chan", {"type": "event"})
+    assert [m["type"] for m in sink.offered] == ["event"]
+
+
+async def test_fan_out_to_sinks_starts_no_task_and_scans_nothing(monkeypatch):
+    layer = FastInMemoryChannelLayer(capacity=10)
+    sinks = {f"member-{i}": Sink() for i in range(1000)}
+    for channel, sink in sinks.items():
+        layer.attach(channel, sink)
+        await layer.group_add("room", channel)
+    for i in range(300):
+        await layer.group_add(f"other-{i}", f"bystander-{i}")
+    await layer.group_send("nobody", {"type": "event"})  # the periodic sweep runs now, not below
+    layer.channels = ScanCountingDict(layer.channels)
+    layer.groups = ScanCountingDict(layer.groups)
+    ScanCountingDict.scans = 0
+
+    def no_tasks(*args, **kwargs):
+        raise AssertionError("a task was started")
+
+    monkeypatch.setattr(asyncio, "create_task", no_tasks)
+    monkeypatch.setattr(asyncio, "ensure_future", no_tasks)
+    await layer.group_send("room", {"type": "event"})
+    assert ScanCountingDict.scans == 0
+    assert all(len(sink.offered) == 1 for sink in sinks.values())

@@ -1,0 +1,243 @@
+"""Deliver channel-layer events to a WebSocket without a task per message.
+
+Channels' consumer loop (``await_many_dispatch``) starts a task and an
+``asyncio.wait`` for every message, and the layer wakes one receiver per
+member: for a room of N sockets that is N tasks and N wake-ups per event.
+With a layer that supports sinks (realtime.layers), ``group_send`` instead
+hands the encoded event to each consumer on its own stack and the consumer
+writes it to its socket at once, like a raw ASGI broadcast loop. With any
+other layer (Redis) one reader task per socket takes its messages.
+
+Order and the no-silent-loss rule hold:
+
+* The sink takes a message only while nothing is queued or being sent on
+  that socket. Otherwise the layer queues it, with its capacity and overflow
+  rules, and a drain task sends the queue in order.
+* The ASGI ``send`` is run eagerly. It normally completes without waiting
+  (the server writes to its transport). When it must wait (uvicorn pauses
+  writing above its transport's high-water mark: a slow reader), it finishes
+  in a task and later events queue in the layer. So a reader that falls
+  behind fills a bounded queue and is closed with 1013 (try again later), and
+  the server never buffers more than one transport's worth for it.
+
+DB work from these consumers goes through ``database_sync_to_async``, which
+manages connections per call, so the per-message ``close_old_connections``
+thread hop of Channels' ``dispatch`` is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any
+
+from channels.consumer import get_handler_name
+from channels.exceptions import ChannelFull, StopConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+
+from .events import DELIVER
+
+logger = logging.getLogger(__name__)
+
+# Close code of a socket that fell behind or lost its channel layer: the
+# client reconnects a little later and resumes by replay.
+TRY_AGAIN_LATER = 1013
+
+
+def send_eagerly(send: Callable[[dict], Awaitable[None]], message: dict) -> Awaitable[None] | None:
+    """Run ``send(message)`` until it completes or must wait; return None, or an awaitable of the rest."""
+    steps = send(message).__await__()
+    try:
+        waiting_on = steps.send(None)
+    except StopIteration:
+        return None
+    return _Rest(steps, waiting_on)
+
+
+class _Rest:
+    """The rest of an awaitable that already ran until its first suspension.
+
+    Awaiting it (in a task) passes on what it waits for, and back what the
+    task sends or throws in (results, cancellation): ``yield from`` by hand,
+    since the awaitable cannot be restarted.
+    """
+
+    __slots__ = ("steps", "waiting_on")
+
+    def __init__(self, steps: Generator, waiting_on: Any) -> None:
+        self.steps, self.waiting_on = steps, waiting_on
+
+    def __await__(self) -> Generator:
+        steps, value = self.steps, self.waiting_on
+        while True:
+            try:
+                sent = yield value
+            except BaseException as exc:  # cancellation, GeneratorExit: hand it on
+                step, arg = steps.throw, exc
+            else:
+                step, arg = steps.send, sent
+            try:
+                value = step(arg)
+            except StopIteration as stop:
+                return stop.value
+
+
+class DirectDeliveryConsumer(AsyncWebsocketConsumer):
+    """A WebSocket consumer that takes published events on the publisher's stack.
+
+    Subclasses send what must come first during ``connect`` (after accept),
+    then call :meth:`go_live`; from then on layer messages of type
+    ``realtime.event`` go through :meth:`event_text` to the socket, other
+    layer messages to their handlers (``realtime.close`` → ``realtime_close``),
+    and the consumer's own later sends go through :meth:`emit`, in order.
+    """
+
+    async def __call__(self, scope, receive, send) -> None:
+        """Called by the server for each socket: read the client's frames until it is gone."""
+        self.scope = scope
+        self.base_send = send
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        self._sink = hasattr(self.channel_layer, "attach")
+        self._live = False  # go_live() ran: events flow
+        self._open = False  # the sink may write now: nothing queued or in flight
+        self._done = False  # close sent or client gone: nothing more goes out
+        self._task: asyncio.Task | None = None  # the drain task, or the reader task (no sink)
+        # Sinks run in the publisher's context; tasks of this socket get its own.
+        self._context = contextvars.copy_context()
+        if self._sink:
+            self.channel_layer.attach(self.channel_name, self._offer)
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
+        finally:
+            self._done, self._open = True, False
+            if self._sink:
+                self.channel_layer.detach(self.channel_name)
+            if self._task:
+                self._task.cancel()
+
+    async def dispatch(self, message: dict) -> None:
+        """Call the handler of a message (Channels' dispatch, without its DB-connection thread hop)."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_disconnect(self, message: dict) -> None:
+        """Called when the socket closed, whoever closed it."""
+        self._done = True
+        await self.disconnect(message.get("code", 1005))
+        raise StopConsumer()
+
+    def event_text(self, message: dict) -> str | None:
+        """Return the text to send for a ``realtime.event`` message, or None to skip it."""
+        return message["text"]
+
+    async def go_live(self) -> None:
+        """Called once what must precede live events is sent: send what queued meanwhile, then stream."""
+        self._live = True
+        if self._sink:
+            await self._drain()
+        else:
+            self._task = self._spawn(self._read())
+
+    async def emit(self, text: str) -> None:
+        """Send ``text`` after everything already on its way to this socket; never waits for the reader."""
+        if self._done:
+            return
+        if self._open:
+            self._write(text)
+        elif self._sink and self._live:
+            # Behind the queue, in order; a full queue means this socket is about to be closed 1013.
+            with contextlib.suppress(ChannelFull):
+                await self.channel_layer.send(self.channel_name, {"type": DELIVER, "text": text})
+        else:
+            await self.send(text_data=text)
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        """Close the socket (before accept: refuse the handshake); later events are dropped."""
+        if self._done:
+            return
+        self._done, self._open = True, False
+        try:
+            await super().close(code, reason)
+        except Exception as exc:  # noqa: BLE001 - the client is gone already
+            logger.debug("close on a gone socket: %s", exc)
+
+    # -- internals -----------------------------------------------------------
+
+    def _offer(self, message: dict) -> bool:
+        """The layer's sink: take a message now if nothing is ahead of it; return whether taken."""
+        if self._done:
+            return True  # closing: nothing more goes out; the client resumes by replay
+        if not self._open:
+            return False  # connecting, or older messages are queued or in flight
+        if message["type"] != DELIVER:  # a control message: handled in a task, in order
+            self._open = False
+            self._task = self._spawn(self._drain())
+            return False
+        text = self.event_text(message)
+        if text is not None:
+            self._write(text)
+        return True
+
+    def _write(self, text: str) -> None:
+        """Write to the socket now; if the transport is full, finish in a task and queue what follows."""
+        try:
+            rest = send_eagerly(self.base_send, {"type": "websocket.send", "text": text})
+        except Exception as exc:  # noqa: BLE001 - the client is gone (uvicorn: ClientDisconnected)
+            logger.debug("send to a gone socket: %s", exc)
+            self._done, self._open = True, False
+            return
+        if rest is not None:
+            self._open = False
+            self._task = self._spawn(self._drain(rest))
+
+    def _spawn(self, coro) -> asyncio.Task:
+        """Start a task of this socket, in this socket's context (not the publisher's)."""
+        return asyncio.get_running_loop().create_task(coro, context=self._context.copy())
+
+    async def _drain(self, rest: Awaitable[None] | None = None) -> None:
+        """Finish a blocked send, then send what queued meanwhile, in order; then take events inline."""
+        layer, channel = self.channel_layer, self.channel_name
+        try:
+            if rest is not None:
+                await rest
+            while not self._done and (message := layer.receive_nowait(channel)) is not None:
+                await self._handle(message)
+        except Exception as exc:  # noqa: BLE001 - the client is gone
+            logger.debug("drain of a gone socket: %s", exc)
+            self._done = True
+        # No await since the queue was found empty: nothing can have slipped in between.
+        self._open = not self._done
+
+    async def _read(self) -> None:
+        """Without a sink: take this socket's layer messages one by one (one task per socket)."""
+        try:
+            while not self._done:
+                await self._handle(await self.channel_layer.receive(self.channel_name))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            if self._done:
+                return  # the client is gone
+            # The layer is down (Redis restarting): close with 1013 (try again later),
+            # so the client reconnects and resumes by replay.
+            logger.warning("channel layer receive failed; closing %s", self.channel_name, exc_info=True)
+            await self.close(TRY_AGAIN_LATER)
+
+    async def _handle(self, message: dict) -> None:
+        """Send an event, or run the handler of a control message."""
+        if message["type"] == DELIVER:
+            text = self.event_text(message)
+            if text is not None and not self._done:
+                await self.send(text_data=text)
+        else:
+            await self.dispatch(message)
