@@ -72,6 +72,7 @@ bench: setup
 	npm ci --no-audit --no-fund --prefix bench/client
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/upload_memory.py
 
 lint: setup
 	$(BIN)/ruff check .
