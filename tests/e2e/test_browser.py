@@ -113,7 +113,10 @@ async def test_reconnect_shows_missed_messages_exactly_once(logged_in_page, live
     cutter = SocketCutter()
     await bob.route_web_socket(ROOM_SOCKETS, cutter.handle)
     await open_room(alice, room_slug)
-    await open_room(bob, room_slug)
+    # This test is about WebSocket resume: without the pin, refused
+    # reconnects would (rightly) make the page fall back to SSE meanwhile.
+    await bob.goto(f"/rooms/{room_slug}/?transport=websocket")
+    await expect(bob.locator("#status")).to_have_attribute("data-state", "live")
     await send_message(alice, "before the cut")
     await expect(bob.locator("#messages li[data-id]")).to_have_count(1)
     [(seen_id, _)] = await message_rows(bob)
