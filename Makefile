@@ -47,7 +47,8 @@ serve: setup
 	$(BIN)/python manage.py migrate --noinput -v0 && \
 	$(BIN)/python manage.py collectstatic --noinput -v0 && \
 	exec $(BIN)/uvicorn project.asgi:application --host $${HOST:-127.0.0.1} --port $(PORT) \
-		--no-access-log --ws-max-size 1048576 --timeout-graceful-shutdown 10
+		--loop uvloop --http httptools --ws websockets-sansio --ws-per-message-deflate false \
+		--backlog 4096 --lifespan off --no-access-log --ws-max-size 1048576 --timeout-graceful-shutdown 10
 
 ## test: the whole suite, twice: on SQLite (the default) and on PostgreSQL.
 ## Needs Debian chromium at $(CHROMIUM), Redis at $(TEST_REDIS_URL) and PostgreSQL at $(TEST_DATABASE_URL).
@@ -61,7 +62,8 @@ test: setup
 	@echo "== make test: the suite on SQLite =="
 	CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest $(PYTEST_ARGS)
 	@echo "== make test: the suite on PostgreSQL ($(TEST_DATABASE_URL)) =="
-	CHROMIUM=$(CHROMIUM) DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	CHROMIUM=$(CHROMIUM) DATABASE_URL=$(TEST_DATABASE_URL) DJANGO_TEST_DATABASE_NAME=test_realtime_$$$$ \
+		$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## test-fast: everything but the slow tests (real servers, browser)
 test-fast: setup

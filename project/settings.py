@@ -104,7 +104,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+if os.environ.get("DJANGO_TEST_DATABASE_NAME"):
+    # make test names the test database per run, so two runs on one server never collide.
+    DATABASES["default"]["TEST"] = {"NAME": os.environ["DJANGO_TEST_DATABASE_NAME"]}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Django's psycopg pool (5.1+): connections survive requests without
     # being tied to threads; a broken one is dropped and replaced.
     DATABASES["default"]["OPTIONS"] = {
