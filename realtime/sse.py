@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from . import chat, events, lifecycle, presence, shutdown
@@ -46,6 +48,11 @@ async def room_stream(request: HttpRequest, slug: str) -> HttpResponse:
         return json_error("unavailable", "The server is restarting; retry shortly.", 503)
     if not await presence.admit(user_id=user.pk, limit=settings.REALTIME_MAX_CONNECTIONS_PER_USER):
         return json_error("forbidden", "Too many live connections for this user.", 403)
+    # The middleware's queries left a connection with this request's thread, kept
+    # until the response ends: give it back now, or every open stream would hold
+    # one (a PostgreSQL pool of 10 serves 10 streams). The stream's own queries
+    # go through the realtime DB thread (realtime.db).
+    await sync_to_async(close_old_connections)()
     return EventStreamResponse(RoomStream(request, user, slug, after))
 
 
