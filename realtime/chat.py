@@ -48,11 +48,14 @@ class _Post:
 
 
 # Messages waiting to be stored, per room. One writer task per busy room
-# stores all that waited in one INSERT (one commit, one fsync), then
-# broadcasts them in id order, so this process broadcasts a room's messages
-# in id order (a client resuming from its last id then cannot skip a message
-# that was stored earlier but broadcast later).
+# stores all that waited in one INSERT (one commit, one fsync), and while it
+# broadcasts them, in id order, the next batch is being stored. So this
+# process broadcasts a room's messages in id order (a client resuming from
+# its last id then cannot skip a message that was stored earlier but
+# broadcast later).
 _waiting: dict[str, list[_Post]] = {}
+# The running writers: the loop itself keeps only weak references to tasks.
+_writers: set[asyncio.Task] = set()
 
 
 class ClientError(Exception):
@@ -146,35 +149,71 @@ async def _store_and_publish(*, user, slug: str, text: str, attachment=None) -> 
     if waiting is None:
         _waiting[slug] = [post]
         # A context of its own: the writer serves every poster, and outlives this one.
-        loop.create_task(_write_room(slug), context=contextvars.Context())
+        writer = loop.create_task(_write_room(slug), context=contextvars.Context())
+        _writers.add(writer)
+        writer.add_done_callback(_writers.discard)
     else:
         waiting.append(post)
     return await post.stored
 
 
 async def _write_room(slug: str) -> None:
-    """The room's writer: store what waits in one go, broadcast it in id order; repeat until idle."""
+    """The room's writer: store what waits in one go and broadcast it, the next batch already storing."""
+    batch, following = _take(slug), []
+    storing = _store(slug, batch)
     try:
-        while posts := _waiting.get(slug):
-            _waiting[slug] = []  # what arrives meanwhile goes in the next batch
-            try:
-                stored = await _messages_create(slug=slug, posts=posts)
-            except Exception as exc:  # the database is down: every poster learns it
-                stored = [exc] * len(posts)
-            for msg in sorted((m for m in stored if isinstance(m, Message)), key=attrgetter("pk")):
-                try:
-                    await events.publish(slug, events.message(msg))
-                except Exception:  # stored anyway: clients get it by replay
-                    logger.exception("broadcast of message %s failed", msg.pk)
-            for msg, post in zip(stored, posts, strict=True):
-                if not post.stored.done():
-                    if isinstance(msg, Message):
-                        post.stored.set_result(msg)
-                    else:
-                        post.stored.set_exception(msg)
+        while True:
+            stored = await storing
+            following = _take(slug)  # what arrived while this batch was stored
+            storing = _store(slug, following) if following else None
+            await _broadcast(slug, batch, stored)
+            if storing is None:
+                if not _waiting[slug]:
+                    del _waiting[slug]  # no await since the check: nothing can be left behind
+                    return
+                following = _take(slug)
+                storing = _store(slug, following)
+            batch = following
     finally:
-        for post in _waiting.pop(slug, []):  # only if this task was cancelled (loop shutdown)
-            post.stored.cancel()
+        if storing is not None:
+            storing.cancel()
+        # Only if this task was cancelled (loop shutdown): no poster waits forever.
+        for post in [*batch, *following, *_waiting.pop(slug, [])]:
+            if not post.stored.done():
+                post.stored.cancel()
+
+
+def _take(slug: str) -> list[_Post]:
+    """Return the room's waiting posts; later ones wait for the next batch."""
+    posts, _waiting[slug] = _waiting[slug], []
+    return posts
+
+
+def _store(slug: str, posts: list[_Post]) -> asyncio.Future[list[Message | Exception]]:
+    """Start storing a batch; its future gives each post's Message, or the error storing it."""
+
+    async def store() -> list[Message | Exception]:
+        try:
+            return await _messages_create(slug=slug, posts=posts)
+        except Exception as exc:  # the database is down: every poster learns it
+            return [exc] * len(posts)
+
+    return asyncio.ensure_future(store())
+
+
+async def _broadcast(slug: str, posts: list[_Post], stored: list[Message | Exception]) -> None:
+    """Publish a stored batch in id order, then answer its posters."""
+    for msg in sorted((m for m in stored if isinstance(m, Message)), key=attrgetter("pk")):
+        try:
+            await events.publish(slug, events.message(msg))
+        except Exception:  # stored anyway: clients get it by replay
+            logger.exception("broadcast of message %s failed", msg.pk)
+    for msg, post in zip(stored, posts, strict=True):
+        if not post.stored.done():
+            if isinstance(msg, Message):
+                post.stored.set_result(msg)
+            else:
+                post.stored.set_exception(msg)
 
 
 @db_call
@@ -197,13 +236,13 @@ def _messages_create(*, slug: str, posts: list[_Post]) -> list[Message | Excepti
     return stored
 
 
-async def messages_list(*, slug: str, after: int | None, limit: int) -> list[dict]:
+@db_call
+def messages_list(*, slug: str, after: int | None, limit: int) -> list[dict]:
     """Return message events of a room: after ``after`` (oldest first) or the newest ``limit``."""
     query = Message.objects.filter(room__slug=slug).select_related("room", "user", "attachment")
     if after is None:
-        newest = [m async for m in query.order_by("-id")[:limit]]
-        return [events.message(m) for m in reversed(newest)]
-    return [events.message(m) async for m in query.filter(id__gt=after).order_by("id")[:limit]]
+        return [events.message(m) for m in reversed(query.order_by("-id")[:limit])]
+    return [events.message(m) for m in query.filter(id__gt=after).order_by("id")[:limit]]
 
 
 async def replay(*, slug: str, after: int, page: int = 200) -> AsyncIterator[dict]:
