@@ -76,7 +76,7 @@ def _work() -> None:
         try:
             _check_connections()
             result = call()
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+        except BaseException as exc:  # handed to the awaiting coroutine
             error = exc
         finally:
             try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import heapq
 import itertools
 import logging
@@ -18,10 +19,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.contrib.auth import aget_user, get_user_model
+from django.contrib.auth import get_user, get_user_model
 from django.http import HttpRequest
 
 from . import events
+from .db import db_call
 from .models import ApiToken
 from .sessions import SessionStore, follow_moves
 
@@ -87,26 +89,27 @@ class Credential:
         return groups
 
 
-async def check(credential: Credential) -> int | None:
-    """Return None while the credential still holds, else the close code.
+@db_call
+def check(credential: Credential) -> int | None:
+    """Return None while the credential still holds, else the close code (one DB thread hop).
 
-    Sessions are checked with Django's own ``aget_user``, so a connection
+    Sessions are checked with Django's own ``get_user``, so a connection
     holds exactly as long as a view would accept the same cookie.
     """
-    user = await get_user_model().objects.filter(pk=credential.user_id).afirst()
+    user = get_user_model().objects.filter(pk=credential.user_id).first()
     if user is None:
         return SESSION_ENDED
     if not user.is_active:
         return USER_DEACTIVATED
     if credential.token_id is not None:
-        live = await ApiToken.objects.filter(pk=credential.token_id, revoked=False).aexists()
+        live = ApiToken.objects.filter(pk=credential.token_id, revoked=False).exists()
         return None if live else SESSION_ENDED
     if not credential.session_key:
         return SESSION_ENDED
-    credential.session_key = await follow_moves(credential.session_key)
+    credential.session_key = follow_moves(credential.session_key)
     probe = HttpRequest()
     probe.session = ReadOnlySession(credential.session_key)
-    session_user = await aget_user(probe)
+    session_user = get_user(probe)
     return None if session_user.pk == credential.user_id else SESSION_ENDED
 
 
@@ -158,7 +161,10 @@ def watch(credential: Credential, end: Callable[[int], Awaitable[None]]) -> Watc
     handle = Watch(credential, end)
     heapq.heappush(_watches.due, (loop.time() + settings.REALTIME_REVALIDATE_SECONDS, next(_order), handle))
     if _watches.task is None or _watches.task.done():
-        _watches.task = loop.create_task(_check_due(_watches), name="realtime-credential-watch")
+        # A context of its own: it serves every connection, and outlives the one that started it.
+        _watches.task = loop.create_task(
+            _check_due(_watches), name="realtime-credential-watch", context=contextvars.Context()
+        )
     return handle
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import contextvars
 import logging
 import time
 import uuid
@@ -354,4 +355,5 @@ def _ensure_ticker() -> None:
     loop = asyncio.get_running_loop()
     ticker = _state.ticker
     if ticker is None or ticker.done() or ticker.get_loop() is not loop:
-        _state.ticker = loop.create_task(_tick(), name="realtime-presence")
+        # A context of its own: it serves every room, and outlives the connection that started it.
+        _state.ticker = loop.create_task(_tick(), name="realtime-presence", context=contextvars.Context())

@@ -39,10 +39,10 @@ class SessionStore(DbSessionStore):
             await cache.aset(moved_key(old), self.session_key, MOVE_TTL)
 
 
-async def follow_moves(session_key: str, hops: int = 3) -> str:
-    """Return the key a session lives under now, following recorded moves."""
+def follow_moves(session_key: str, hops: int = 3) -> str:
+    """Return the key a session lives under now, following recorded moves (sync: run it off the loop)."""
     for _ in range(hops):
-        moved = await cache.aget(moved_key(session_key))
+        moved = cache.get(moved_key(session_key))
         if not moved:
             break
         session_key = moved

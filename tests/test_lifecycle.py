@@ -8,12 +8,22 @@ from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
 from django.test import Client, override_settings
 
+from realtime.db import db_call
 from realtime.models import ApiToken
 from tests.asgi import csrf_token, http, make_user, session_cookie, ws
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ROOM = "/ws/rooms/general/"
+
+
+@pytest.fixture(autouse=True)
+async def _credential_checks_finished():
+    """Let a periodic credential check still running in the realtime DB thread finish before the
+    database is flushed: SQLite's shared-cache test database refuses a flush while another
+    connection reads."""
+    yield
+    await db_call(lambda: None)()  # one thread, calls in order: when this returns, the check is done
 
 
 async def open_socket(cookie: str | None = None, path: str = ROOM, **kwargs):
