@@ -17,12 +17,14 @@ Order and the no-silent-loss rule hold:
   (the server writes to its transport). When it must wait (uvicorn pauses
   writing above its transport's high-water mark: a slow reader), it finishes
   in a task and later events queue in the layer. So a reader that falls
-  behind fills a bounded queue and is closed with 1013 (try again later), and
-  the server never buffers more than one transport's worth for it.
+  behind fills a bounded queue and is closed with 1013 (try again later):
+  what the server holds for it is bounded by the transport's high-water
+  mark and the layer's capacity (bench/README.md, Slow readers).
 
-DB work from these consumers goes through ``database_sync_to_async``, which
-manages connections per call, so the per-message ``close_old_connections``
-thread hop of Channels' ``dispatch`` is dropped.
+Channels' ``dispatch`` also hops to a thread before every message to close
+stale database connections; here that happens once, when the socket closes
+(as Channels does then too). The project's own DB work goes through
+realtime.db, which checks its connection on every call.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from channels.consumer import get_handler_name
+from channels.db import aclose_old_connections
 from channels.exceptions import ChannelFull, StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
@@ -134,6 +137,9 @@ class DirectDeliveryConsumer(AsyncWebsocketConsumer):
         """Called when the socket closed, whoever closed it."""
         self._done = True
         await self.disconnect(message.get("code", 1005))
+        # As Channels does: release what async ORM calls of this socket's handlers
+        # left in asgiref's shared thread (once per socket, not per message).
+        await aclose_old_connections()
         raise StopConsumer()
 
     def event_text(self, message: dict) -> str | None:
@@ -149,7 +155,7 @@ class DirectDeliveryConsumer(AsyncWebsocketConsumer):
             self._task = self._spawn(self._read())
 
     async def emit(self, text: str) -> None:
-        """Send ``text`` after everything already on its way to this socket; never waits for the reader."""
+        """Send ``text`` after everything already on its way to this socket (with a sink: without waiting)."""
         if self._done:
             return
         if self._open:
@@ -168,7 +174,7 @@ class DirectDeliveryConsumer(AsyncWebsocketConsumer):
         self._done, self._open = True, False
         try:
             await super().close(code, reason)
-        except Exception as exc:  # noqa: BLE001 - the client is gone already
+        except Exception as exc:  # the client is gone already
             logger.debug("close on a gone socket: %s", exc)
 
     # -- internals -----------------------------------------------------------
@@ -192,8 +198,9 @@ class DirectDeliveryConsumer(AsyncWebsocketConsumer):
         """Write to the socket now; if the transport is full, finish in a task and queue what follows."""
         try:
             rest = send_eagerly(self.base_send, {"type": "websocket.send", "text": text})
-        except Exception as exc:  # noqa: BLE001 - the client is gone (uvicorn: ClientDisconnected)
-            logger.debug("send to a gone socket: %s", exc)
+        except Exception as exc:  # the client is gone (uvicorn: ClientDisconnected, an OSError)
+            log = logger.debug if isinstance(exc, OSError) else logger.warning
+            log("send to %s failed, nothing more goes out: %r", self.channel_name, exc)
             self._done, self._open = True, False
             return
         if rest is not None:
@@ -212,9 +219,15 @@ class DirectDeliveryConsumer(AsyncWebsocketConsumer):
                 await rest
             while not self._done and (message := layer.receive_nowait(channel)) is not None:
                 await self._handle(message)
-        except Exception as exc:  # noqa: BLE001 - the client is gone
+        except OSError as exc:  # the client is gone (uvicorn: ClientDisconnected)
             logger.debug("drain of a gone socket: %s", exc)
             self._done = True
+        except Exception:
+            logger.exception("delivery to %s failed; closing it so the client resumes", channel)
+            await self.close(TRY_AGAIN_LATER)
+        finally:
+            if self._task is asyncio.current_task():
+                self._task = None  # done: hold nothing for an idle socket
         # No await since the queue was found empty: nothing can have slipped in between.
         self._open = not self._done
 
