@@ -8,6 +8,10 @@ PORT ?= 8000
 CHROMIUM ?= /usr/bin/chromium
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+# The production flags (measured in bench/): uvloop, httptools, the sans-I/O websockets
+# implementation, no per-message deflate, a listen backlog for connect storms.
+UVICORN_FLAGS := --loop uvloop --http httptools --ws websockets-sansio --ws-per-message-deflate false \
+	--backlog 4096 --lifespan off --no-access-log --ws-max-size 1048576 --timeout-graceful-shutdown 10
 INSTALLED := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
 .PHONY: setup migrate run run-cluster serve test test-fast bench lint fmt clean
@@ -35,8 +39,8 @@ run-cluster: migrate
 	$(BIN)/python manage.py seed_demo
 	@echo "Serving http://127.0.0.1:$(PORT) and http://127.0.0.1:$$(($(PORT)+1)) as one app; Ctrl-C stops both."
 	trap 'kill 0' INT TERM; \
-	$(BIN)/uvicorn project.asgi:application --port $(PORT) --ws websockets-sansio --no-access-log & \
-	$(BIN)/uvicorn project.asgi:application --port $$(($(PORT)+1)) --ws websockets-sansio --no-access-log & \
+	$(BIN)/uvicorn project.asgi:application --port $(PORT) $(UVICORN_FLAGS) & \
+	$(BIN)/uvicorn project.asgi:application --port $$(($(PORT)+1)) $(UVICORN_FLAGS) & \
 	wait
 
 ## serve: the production way: DEBUG off unless set, uvicorn, static files by WhiteNoise
@@ -47,8 +51,7 @@ serve: setup
 	$(BIN)/python manage.py migrate --noinput -v0 && \
 	$(BIN)/python manage.py collectstatic --noinput -v0 && \
 	exec $(BIN)/uvicorn project.asgi:application --host $${HOST:-127.0.0.1} --port $(PORT) \
-		--loop uvloop --http httptools --ws websockets-sansio --ws-per-message-deflate false \
-		--backlog 4096 --lifespan off --no-access-log --ws-max-size 1048576 --timeout-graceful-shutdown 10
+		$(UVICORN_FLAGS)
 
 ## test: the whole suite, twice: on SQLite (the default) and on PostgreSQL.
 ## Needs Debian chromium at $(CHROMIUM), Redis at $(TEST_REDIS_URL) and PostgreSQL at $(TEST_DATABASE_URL).
