@@ -128,6 +128,7 @@ def run_client(server: Server, scenario: Scenario, sessions: list[str], workdir:
         "localAddresses": source_addresses(scenario.clients),
         "waitForRunner": True,
         "sessions": sessions,
+        "deflate": server.kind.deflate,
     }
     config_path = workdir / f"{server.kind.name}.{scenario.name}.client.json"
     config_path.write_text(json.dumps(config))
@@ -183,7 +184,7 @@ def run_client(server: Server, scenario: Scenario, sessions: list[str], workdir:
 
 
 def run_one(
-    kind: Kind, scenario: Scenario, template, sessions, workdir: Path, window: int, profile: bool
+    kind: Kind, scenario: Scenario, template, sessions, workdir: Path, window: int, profile: str | None
 ) -> dict:
     """Start a fresh ``kind`` server, run ``scenario`` against it, stop it; return the row."""
     row = {"server": kind.name, "scenario": scenario.name, "clients": scenario.clients}
@@ -204,7 +205,7 @@ def run_one(
             keys[0] = login_via_form(server.url, sessions[0]["username"])
             row["login_form"] = "ok"
         if profile:
-            profiler = start_profiler(server, scenario, workdir)
+            profiler = start_profiler(server, scenario, workdir, profile == "gil")
         row.update(run_client(server, scenario, keys, workdir, window))
     except Exception as exc:  # a broken run is a row with an error, not a dead table
         row["error"] = f"{type(exc).__name__}: {exc}"[:300]
@@ -219,7 +220,9 @@ def run_one(
     return row
 
 
-def start_profiler(server: Server, scenario: Scenario, workdir: Path) -> tuple[subprocess.Popen, Path]:
+def start_profiler(
+    server: Server, scenario: Scenario, workdir: Path, gil: bool
+) -> tuple[subprocess.Popen, Path]:
     """Start py-spy on the server for the length of the run (bench/requirements.txt)."""
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if not spy:
@@ -227,8 +230,9 @@ def start_profiler(server: Server, scenario: Scenario, workdir: Path) -> tuple[s
     out = workdir / f"{server.kind.name}.{scenario.name}.pyspy.txt"
     seconds = int(scenario.connect_timeout + scenario.duration + scenario.drain)
     command = [spy, "record", "--pid", str(server.process.pid), "--format", "raw", "--rate", "200"]
-    if os.environ.get("BENCH_PROFILE_GIL"):
-        command.append("--gil")  # only the thread holding the GIL: where Python's one core goes
+    if gil:
+        # Only samples of the thread holding the GIL: the one core all Python code shares.
+        command.append("--gil")
     command += ["--duration", str(seconds), "--output", str(out), "--nonblocking"]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT), out
 
@@ -391,6 +395,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rate", type=float, help="override the offered rate of rate scenarios (msg/s)")
     parser.add_argument("--window", type=int, default=4, help="saturation: unanswered messages per sender")
     parser.add_argument("--profile", help="comma list of server:scenario to record with py-spy")
+    parser.add_argument(
+        "--profile-mode",
+        choices=["gil", "all"],
+        default="gil",
+        help="gil: samples of the thread holding the GIL (CPU of Python code, the default); "
+        "all: every non-idle thread (also time in C code that released the GIL, and GIL waits)",
+    )
     parser.add_argument("--no-skip", action="store_true", help="run larger scenarios after a collapse too")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.md")
@@ -453,7 +464,7 @@ def main() -> None:
                 continue
             print(f"== {kind.name} / {scenario.name}: {scenario.describe()}", file=sys.stderr, flush=True)
             template, sessions = templates.get(kind.django, (None, None))
-            wanted = f"{kind.name}:{scenario.name}" in profile
+            wanted = args.profile_mode if f"{kind.name}:{scenario.name}" in profile else None
             row = run_one(kind, scenario, template, sessions, workdir, args.window, wanted)
             rows.append(row)
             summary = table_row(row, None)

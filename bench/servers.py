@@ -37,11 +37,14 @@ def daphne_command(app: str, port: int) -> list[str]:
     return [PYTHON, "-m", "daphne", "-e", endpoint, "-v", "0", "--websocket_connect_timeout", "60", app]
 
 
-def uvicorn_command(app: str, port: int, ws: str) -> list[str]:
-    """Return the uvicorn command line with the WebSocket implementation ``ws``."""
+def uvicorn_command(app: str, port: int, ws: str, deflate: bool = False) -> list[str]:
+    """Return the uvicorn command line of ``make serve`` with the WebSocket implementation ``ws``."""
     return [
-        PYTHON, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--ws", ws,
-        "--backlog", str(BACKLOG), "--no-access-log", "--log-level", "warning", "--lifespan", "off",
+        PYTHON, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+        "--loop", "uvloop", "--http", "httptools", "--ws", ws,
+        "--ws-per-message-deflate", "true" if deflate else "false",
+        "--backlog", str(BACKLOG), "--lifespan", "off", "--no-access-log", "--log-level", "warning",
+        "--ws-max-size", "1048576", "--timeout-graceful-shutdown", "10",
     ]  # fmt: skip
 
 
@@ -54,6 +57,7 @@ class Kind:
     django: str | None  # settings module, or None (no database, no sessions)
     login_form: bool  # has the project's /accounts/login/ form
     baseline: bool = False  # a baseline's larger runs are skipped once it collapses
+    deflate: bool = False  # the server accepts permessage-deflate and the clients offer it (browsers do)
 
     def command(self, port: int) -> list[str]:
         """Return the command line that serves on ``port``."""
@@ -63,8 +67,8 @@ class Kind:
             return daphne_command("tutorial_asgi:application", port)
         if self.name == "realtime-daphne":
             return daphne_command("project.asgi:application", port)
-        ws = self.name.removeprefix("realtime-uvicorn").removeprefix("-") or "websockets-sansio"
-        return uvicorn_command("project.asgi:application", port, ws)
+        ws = self.name.removeprefix("realtime-uvicorn").removeprefix("-").removesuffix("deflate").strip("-")
+        return uvicorn_command("project.asgi:application", port, ws or "websockets-sansio", self.deflate)
 
     def env(self, sqlite_path: Path | None) -> dict[str, str]:
         """Return the environment of the server and of its setup commands."""
@@ -107,13 +111,23 @@ KINDS = {
         ),
         Kind("realtime-daphne", "this project under Daphne", "project.settings", True),
         Kind(
-            "realtime-uvicorn", "this project under uvicorn --ws websockets-sansio", "project.settings", True
+            "realtime-uvicorn",
+            "this project under uvicorn with `make serve`'s flags (--ws websockets-sansio, no deflate)",
+            "project.settings",
+            True,
         ),
         Kind(
             "realtime-uvicorn-websockets",
             "this project under uvicorn --ws websockets",
             "project.settings",
             True,
+        ),
+        Kind(
+            "realtime-uvicorn-deflate",
+            "this project under uvicorn with permessage-deflate on (its default), offered by the clients",
+            "project.settings",
+            True,
+            deflate=True,
         ),
     ]
 }
