@@ -27,6 +27,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import cluster  # noqa: E402
 import profiles  # noqa: E402
 import servers  # noqa: E402
 from servers import BENCH, KINDS, ROOT, Kind, Server  # noqa: E402
@@ -35,7 +36,7 @@ from sessions import USERNAME_PREFIX, login_via_form  # noqa: E402
 CLIENT_DIR = BENCH / "client"
 RESULTS = BENCH / "results"
 ROOM = "bench"
-DEFAULT_SERVERS = ["bare", "tutorial", "realtime-daphne", "realtime-uvicorn"]
+DEFAULT_SERVERS = ["bare", "tutorial", "realtime-daphne", "realtime-uvicorn", "redis-2proc", "redis-4proc"]
 
 
 @dataclass(frozen=True)
@@ -114,8 +115,8 @@ def source_addresses(clients: int) -> list[str]:
 def run_client(server: Server, scenario: Scenario, sessions: list[str], workdir: Path, window: int) -> dict:
     """Run the Node client against ``server``; return its result plus server metrics."""
     config = {
-        "url": f"ws://127.0.0.1:{server.port}/ws/rooms/{ROOM}/",
-        "origin": server.url,
+        # Client i talks to process i mod N (its Origin names that process).
+        "urls": [f"ws://127.0.0.1:{port}/ws/rooms/{ROOM}/" for port in server.ports],
         "clients": scenario.clients,
         "senders": scenario.senders,
         "mode": scenario.mode,
@@ -134,6 +135,7 @@ def run_client(server: Server, scenario: Scenario, sessions: list[str], workdir:
     config_path.write_text(json.dumps(config))
     metrics: dict = {"rss_before_kb": server.rss_kb()}
     cpu_start = server.cpu()
+    redis_cpu_start = server.redis_cpu() if isinstance(server, cluster.Cluster) else None
     busy_start, runner_start = servers.machine_busy_seconds(), time.process_time()
     marks: dict[str, float] = {}
     started = time.monotonic()
@@ -169,9 +171,12 @@ def run_client(server: Server, scenario: Scenario, sessions: list[str], workdir:
                 client.kill()
     metrics["timed_out"] = result is None and time.monotonic() - started >= scenario.hard_limit() - 1
     metrics["server_cpu_s"] = server.cpu() - cpu_start
+    if redis_cpu_start is not None:
+        metrics["redis_cpu_s"] = server.redis_cpu() - redis_cpu_start
     # Whatever else ran on the machine meanwhile (other jobs) skews the numbers: say how much.
     busy = servers.machine_busy_seconds() - busy_start - (time.process_time() - runner_start)
-    other = busy - metrics["server_cpu_s"] - ((result or {}).get("client_cpu_s") or 0)
+    other = busy - metrics["server_cpu_s"] - (metrics.get("redis_cpu_s") or 0)
+    other -= (result or {}).get("client_cpu_s") or 0
     metrics["other_load_cores"] = max(0.0, other) / (time.monotonic() - started)
     if "send_start" in marks and "send_done" in marks:
         seconds = marks["send_done_t"] - marks["send_start_t"]
@@ -188,12 +193,14 @@ def run_one(
 ) -> dict:
     """Start a fresh ``kind`` server, run ``scenario`` against it, stop it; return the row."""
     row = {"server": kind.name, "scenario": scenario.name, "clients": scenario.clients}
-    db = (
-        servers.copy_database(template, workdir / f"{kind.name}.{scenario.name}.sqlite3")
-        if template
-        else None
-    )
-    server = Server(kind, db, workdir / f"{kind.name}.{scenario.name}.server.log")
+    label = f"{kind.name}.{scenario.name}"
+    if kind.processes:
+        db_name = f"{template}_{kind.processes}p_{scenario.name.replace('-', '_')}"
+        db = cluster.create_database(db_name, template=template)
+        server = cluster.Cluster(kind, db, workdir, label)
+    else:
+        db = servers.copy_database(template, workdir / f"{label}.sqlite3") if template else None
+        server = Server(kind, db, workdir / f"{label}.server.log")
     keys = [s["session"] for s in sessions[: scenario.clients]] if sessions else []
     profiler = None
     try:
@@ -213,7 +220,10 @@ def run_one(
         if profiler:
             stop_profiler(profiler, row)
         server.stop()
-    if db:
+    if kind.processes:
+        row["stored_messages"] = cluster.stored_messages(db)
+        cluster.drop_database(db_name)
+    elif db:
         row["stored_messages"] = servers.stored_messages(db)
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
@@ -227,7 +237,7 @@ def start_profiler(
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if not spy:
         raise RuntimeError("--profile needs py-spy: pip install -r bench/requirements.txt")
-    out = workdir / f"{server.kind.name}.{scenario.name}.pyspy.txt"
+    out = workdir / f"{server.kind.name}.{scenario.name}.pyspy.txt"  # a cluster's first process
     seconds = int(scenario.connect_timeout + scenario.duration + scenario.drain)
     command = [spy, "record", "--pid", str(server.process.pid), "--format", "raw", "--rate", "200"]
     if gil:
@@ -305,6 +315,8 @@ def table_row(row: dict, bare_rate: float | None) -> list[str]:
         accepted = client["messages_sent"] - client["messages_rejected"]
         if row["stored_messages"] != accepted:
             notes.append(f"stored {row['stored_messages']:,} of {accepted:,} sent")
+    if server.get("redis_cpu_s") is not None:
+        notes.append(f"Redis CPU {server['redis_cpu_s']:.1f} s")
     if client.get("closed_after_open"):
         notes.append(f"{client['closed_after_open']} closed by server")
     if client.get("handshakes_not_attempted"):
@@ -445,14 +457,18 @@ def main() -> None:
     if any(k.login_form for k in kinds):
         collectstatic()
     users = max(s.clients for s in scenarios)
-    templates: dict[str, tuple] = {}  # settings module -> (template database, sessions)
+    # (settings module, shares services) -> (template database, sessions)
+    templates: dict[tuple[str, bool], tuple] = {}
     for kind in kinds:
-        if kind.django and kind.django not in templates:
+        key = (kind.django, bool(kind.processes))
+        if kind.django and key not in templates:
             t0 = time.monotonic()
-            templates[kind.django] = servers.prepare_database(kind, workdir, users)
+            prepare = cluster.prepare_template if kind.processes else servers.prepare_database
+            templates[key] = prepare(kind, workdir, users)
             seconds = time.monotonic() - t0
+            where = "PostgreSQL" if kind.processes else "SQLite"
             print(
-                f"{kind.django}: migrated, {users} {USERNAME_PREFIX} sessions in {seconds:.1f} s",
+                f"{kind.django} ({where}): migrated, {users} {USERNAME_PREFIX} sessions in {seconds:.1f} s",
                 file=sys.stderr,
             )
     rows, collapsed_at = [], {}
@@ -463,7 +479,7 @@ def main() -> None:
                              "skipped": f"skipped: collapsed at {collapsed_at[kind.name]}"})  # fmt: skip
                 continue
             print(f"== {kind.name} / {scenario.name}: {scenario.describe()}", file=sys.stderr, flush=True)
-            template, sessions = templates.get(kind.django, (None, None))
+            template, sessions = templates.get((kind.django, bool(kind.processes)), (None, None))
             wanted = args.profile_mode if f"{kind.name}:{scenario.name}" in profile else None
             row = run_one(kind, scenario, template, sessions, workdir, args.window, wanted)
             rows.append(row)
@@ -484,6 +500,9 @@ def main() -> None:
     if not args.keep:
         for path in workdir.glob("*.sqlite3*"):
             path.unlink()
+    for (_, shared), (template, _) in templates.items():
+        if shared:
+            cluster.drop_database(template)
     print(f"written: {args.out} and {args.out.with_suffix('.json')}; logs in {workdir}", file=sys.stderr)
 
 

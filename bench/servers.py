@@ -21,6 +21,8 @@ TUTORIAL = BENCH / "tutorial"
 PYTHON = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BACKLOG = 4096
+# The Redis database the multi-process kinds share (flushed before each run).
+BENCH_REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 
 
 def free_port() -> int:
@@ -58,6 +60,7 @@ class Kind:
     login_form: bool  # has the project's /accounts/login/ form
     baseline: bool = False  # a baseline's larger runs are skipped once it collapses
     deflate: bool = False  # the server accepts permessage-deflate and the clients offer it (browsers do)
+    processes: int = 0  # >0: that many processes sharing Redis and PostgreSQL (bench/cluster.py)
 
     def command(self, port: int) -> list[str]:
         """Return the command line that serves on ``port``."""
@@ -67,11 +70,16 @@ class Kind:
             return daphne_command("tutorial_asgi:application", port)
         if self.name == "realtime-daphne":
             return daphne_command("project.asgi:application", port)
+        if self.processes:
+            return uvicorn_command("project.asgi:application", port, "websockets-sansio")
         ws = self.name.removeprefix("realtime-uvicorn").removeprefix("-").removesuffix("deflate").strip("-")
         return uvicorn_command("project.asgi:application", port, ws or "websockets-sansio", self.deflate)
 
-    def env(self, sqlite_path: Path | None) -> dict[str, str]:
-        """Return the environment of the server and of its setup commands."""
+    def env(self, database: Path | str | None) -> dict[str, str]:
+        """Return the environment of the server and of its setup commands.
+
+        ``database`` is a SQLite file, or a PostgreSQL URL for the shared kinds.
+        """
         env = {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
@@ -84,11 +92,15 @@ class Kind:
             "REALTIME_MAX_CONNECTIONS_PER_USER": "1000000",
         }
         for name in ("REDIS_URL", "DATABASE_URL"):
-            env.pop(name, None)  # the default, embedded mode is what is measured
+            env.pop(name, None)  # the default, embedded mode, unless the kind shares services
+        if self.processes:
+            env["REDIS_URL"] = BENCH_REDIS_URL
         if self.django:
             env["DJANGO_SETTINGS_MODULE"] = self.django
-        if sqlite_path:
-            env["SQLITE_PATH"] = str(sqlite_path)
+        if isinstance(database, str):
+            env["DATABASE_URL"] = database
+        elif database:
+            env["SQLITE_PATH"] = str(database)
         if self.name == "tutorial":
             env["PYTHONPATH"] = os.pathsep.join([str(TUTORIAL), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         return env
@@ -129,15 +141,26 @@ KINDS = {
             True,
             deflate=True,
         ),
+        *(
+            Kind(
+                f"redis-{n}proc",
+                f"this project, {n} uvicorn process{'es' if n > 1 else ''} (`make serve`'s flags) "
+                "sharing Redis (RedisChannelLayer, cache) and PostgreSQL; clients spread over them",
+                "project.settings",
+                True,
+                processes=n,
+            )
+            for n in (1, 2, 4)
+        ),
     ]
 }
 
 
-def run_django(kind: Kind, sqlite_path: Path, *args: str, timeout: float = 600) -> str:
+def run_django(kind: Kind, database: Path | str | None, *args: str, timeout: float = 600) -> str:
     """Run ``python -m django <args>`` (or a script) for ``kind``; return its stdout."""
     command = [PYTHON, *args] if args[0].endswith(".py") else [PYTHON, "-m", "django", *args]
     done = subprocess.run(
-        command, cwd=kind.cwd(), env=kind.env(sqlite_path), capture_output=True, text=True, timeout=timeout
+        command, cwd=kind.cwd(), env=kind.env(database), capture_output=True, text=True, timeout=timeout
     )
     if done.returncode:
         raise RuntimeError(f"{' '.join(args)} failed for {kind.name}:\n{done.stdout}\n{done.stderr}")
@@ -227,7 +250,7 @@ class Server:
     """One server process serving ``kind`` on ``port``."""
 
     kind: Kind
-    sqlite_path: Path | None
+    database: Path | str | None  # SQLite file or PostgreSQL URL
     log_path: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
@@ -236,13 +259,17 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def ports(self) -> list[int]:
+        return [self.port]
+
     def start(self, timeout: float = 60) -> None:
         """Start the server and wait until ``/healthz`` answers 200."""
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 self.kind.command(self.port),
                 cwd=self.kind.cwd(),
-                env=self.kind.env(self.sqlite_path),
+                env=self.kind.env(self.database),
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

@@ -37,8 +37,12 @@ const cfg = {
   deflate: false, // offer permessage-deflate
   waitForRunner: false,
   sessions: [], // session keys, one per client (none: no cookie)
+  urls: [], // room URLs, one per server process: client i uses urls[i % urls.length]
   ...JSON.parse(readFileSync(process.argv[2], 'utf8')),
 };
+if (cfg.url) cfg.urls = [cfg.url];
+// Each process checks Origin against its own host and port.
+const ORIGINS = cfg.urls.map((url) => cfg.origin || new URL(url).origin.replace(/^ws/, 'http'));
 
 const emit = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
 const log = (...args) => process.stderr.write(`[client] ${args.join(' ')}\n`);
@@ -174,7 +178,8 @@ function onMessage(client, data) {
 
 function connect(index) {
   return new Promise((resolve) => {
-    const headers = { Origin: cfg.origin };
+    const target = index % cfg.urls.length;
+    const headers = { Origin: ORIGINS[target] };
     const session = cfg.sessions[index];
     if (session) headers.Cookie = `sessionid=${session}`;
     const options = {
@@ -194,7 +199,7 @@ function connect(index) {
       stats.handshakeFailures[reason] = (stats.handshakeFailures[reason] || 0) + 1;
       resolve(null);
     };
-    const ws = new WebSocket(cfg.url, options);
+    const ws = new WebSocket(cfg.urls[target], options);
     client.ws = ws;
     ws.on('open', () => {
       settled = true;
@@ -263,7 +268,7 @@ async function main() {
   const hardDeadline = now() + cfg.connectTimeout * 1000;
 
   // Connect with a bounded number of handshakes in flight.
-  log(`connecting ${cfg.clients} clients to ${cfg.url} (${cfg.connectConcurrency} in flight)`);
+  log(`connecting ${cfg.clients} clients to ${cfg.urls.join(', ')} (${cfg.connectConcurrency} in flight)`);
   const connectStart = now();
   let next = 0;
   let lastOpen = connectStart;
