@@ -10,6 +10,7 @@ from django.conf import settings
 from . import chat, events, lifecycle, presence, shutdown
 from .chat import ClientError
 from .delivery import TRY_AGAIN_LATER, DirectDeliveryConsumer
+from .resume import LiveFilter
 from .services import REDIS_ERRORS
 
 
@@ -52,7 +53,7 @@ class RoomConsumer(DirectDeliveryConsumer):
         shutdown.register(self.restart)
         await self.accept()
         last_id = await chat.room_open(slug=self.room)
-        self.sent_id = last_id if after is None else after
+        self.live_filter = LiveFilter(last_id if after is None else after)
         await self.send_event(events.hello(user=self.user, room=self.room, last_id=last_id))
         if after is not None:
             await self.replay(after)
@@ -118,10 +119,8 @@ class RoomConsumer(DirectDeliveryConsumer):
         if message.get("exclude") == self.channel_name:
             return None
         message_id = message.get("id")
-        if message_id is not None:
-            if message_id <= self.sent_id:
-                return None  # already sent by replay
-            self.sent_id = message_id
+        if message_id is not None and not self.live_filter.fresh(message_id):
+            return None  # sent by replay, or before this connection's starting point
         return message["text"]
 
     async def restart(self) -> None:
@@ -147,7 +146,7 @@ class RoomConsumer(DirectDeliveryConsumer):
     async def send_event(self, event: dict) -> None:
         """Encode and send one event to this socket only, after what is already on its way."""
         if event.get("type") == "message":
-            self.sent_id = max(self.sent_id, event["id"])
+            self.live_filter.replaying(event["id"])
         await self.emit(events.encode(event))
 
 

@@ -20,6 +20,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from . import chat, events, lifecycle, presence, shutdown
 from .chat import ClientError
 from .layers import OVERFLOW
+from .resume import LiveFilter
 from .views import json_error
 
 
@@ -90,11 +91,11 @@ class RoomStream:
         shutdown.register(self.restart)
         try:
             last_id = await chat.room_open(slug=self.slug)
-            sent_id = last_id if self.after is None else self.after
+            live_filter = LiveFilter(last_id if self.after is None else self.after)
             yield event_frame(events.hello(user=self.user, room=self.slug, last_id=last_id))
             if self.after is not None:
                 async for event in chat.replay(slug=self.slug, after=self.after):
-                    sent_id = event["id"]
+                    live_filter.replaying(event["id"])
                     yield event_frame(event)
             joined = True
             yield frame(await presence.join(room=self.slug, user=self.user, deliver=self.deliver), "presence")
@@ -114,10 +115,8 @@ class RoomStream:
                 if message["type"] != events.DELIVER:
                     continue
                 message_id = message.get("id")
-                if message_id is not None:
-                    if message_id <= sent_id:
-                        continue  # already sent by replay
-                    sent_id = message_id
+                if message_id is not None and not live_filter.fresh(message_id):
+                    continue  # sent by replay, or before this stream's starting point
                 yield frame(message["text"], message["event"], message_id)
         finally:
             watch.cancel()

@@ -86,6 +86,36 @@ async def test_after_replays_missed_messages_in_order_before_presence():
     await comm.disconnect()
 
 
+async def test_live_messages_out_of_id_order_all_arrive():
+    # With several processes each stores and broadcasts its own messages, so a room's ids
+    # can arrive out of order: process B's 2 before process A's 1. Neither may be dropped.
+    alice = await make_user("alice")
+    room = await Room.objects.acreate(slug="general")
+    first, second = [await Message.objects.acreate(room=room, user=alice, text=t) for t in ("a", "b")]
+    async with joined(f"{ROOM}?after={second.pk}", user=alice) as a:
+        for msg in (second, first):  # both before this socket's start: skipped
+            await events.publish("general", events.message(msg))
+        later = [await Message.objects.acreate(room=room, user=alice, text=t) for t in ("c", "d")]
+        for msg in reversed(later):
+            await events.publish("general", events.message(msg))
+        assert [(await a.receive_json_from())["text"] for _ in later] == ["d", "c"]
+        assert await a.receive_nothing(timeout=0.2)
+
+
+async def test_a_message_both_replayed_and_live_is_sent_once():
+    alice = await make_user("alice")
+    room = await Room.objects.acreate(slug="general")
+    first, second = [await Message.objects.acreate(room=room, user=alice, text=t) for t in ("a", "b")]
+    comm = ws(f"{ROOM}?after={first.pk}", cookie=await session_cookie(alice))
+    await comm.connect()
+    assert (await comm.receive_json_from())["type"] == "hello"
+    assert (await comm.receive_json_from())["text"] == "b"  # replayed
+    await events.publish("general", events.message(second))  # and published live (a late broadcast)
+    assert (await comm.receive_json_from())["type"] == "presence"
+    assert await comm.receive_nothing(timeout=0.2)
+    await comm.disconnect()
+
+
 async def test_replay_spans_several_pages():
     alice = await make_user("alice")
     room = await Room.objects.acreate(slug="general")
