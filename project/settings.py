@@ -125,7 +125,9 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 def redis_channel_layer(url: str) -> dict:
     """Return the CHANNEL_LAYERS entry for channels_redis on ``url``."""
     return {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        # channels_redis's RedisChannelLayer between processes, one membership per
+        # process per group; the in-process layer for the sockets (realtime/relay.py).
+        "BACKEND": "realtime.relay.RedisRelayChannelLayer",
         "CONFIG": {
             # redis-py 8 reads with a 5 s socket timeout by default, the same
             # as channels_redis's blocking BZPOPMIN: idle consumers would

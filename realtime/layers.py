@@ -159,6 +159,10 @@ class FastInMemoryChannelLayer(InMemoryChannelLayer):
             if name not in self.channels and name not in self._memberships:
                 return name
 
+    def owns(self, channel: str) -> bool:
+        """Return whether ``channel`` was made by this layer's :meth:`new_channel`."""
+        return f".inmemory!{self._name_prefix}" in channel
+
     # -- groups ------------------------------------------------------------
 
     async def group_add(self, group: str, channel: str) -> None:

@@ -61,4 +61,4 @@ async def test_healthz_names_the_redis_channel_layer(redis_server):
     async with httpx.AsyncClient(base_url=redis_server.url) as client:
         response = await client.get("/healthz")
 
-    assert response.json()["channel_layer"] == "channels_redis.core.RedisChannelLayer"
+    assert response.json()["channel_layer"] == "realtime.relay.RedisRelayChannelLayer"

@@ -1,0 +1,208 @@
+"""Redis between processes, the in-process layer within one: one Redis membership per process per group.
+
+channels_redis's ``RedisChannelLayer`` makes every socket a member of its
+room's group in Redis. Measured (``make bench``, the ``redis-*`` rows), that
+falls short in two ways:
+
+* Loss without a word. Past ``capacity`` pending messages for a process,
+  its Lua ``group_send`` skips the message (logged at INFO), and a socket's
+  receive buffer past ``capacity`` drops its oldest message
+  (channels_redis ``BoundedQueue``, #212): the django/channels#1244 problem,
+  in Redis. A client cannot tell; it never resumes.
+* Cost per recipient: each delivery is a queue put, a wake-up and a task
+  step per socket, and every Redis message carries the names of all the
+  process's members of the group.
+
+So this layer keeps sockets in a :class:`~realtime.layers.FastInMemoryChannelLayer`
+(inline delivery to sinks; a reader that falls behind is closed with 1013
+and resumes by replay) and joins each group in Redis once per process, with
+one relay channel. ``group_send`` goes through Redis to every process's relay
+channel, and the relay hands it to the local layer, in order. ``send`` to a
+channel of this process stays in it; to any other channel it goes through
+Redis. When Redis fails, the relay closes every local socket with 1013, so
+clients resume by replay once it is back (messages are stored first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+from typing import Any
+
+from channels.exceptions import ChannelFull
+from channels.layers import BaseChannelLayer
+from channels_redis.core import RedisChannelLayer
+
+from .layers import OVERFLOW, FastInMemoryChannelLayer, Sink
+
+logger = logging.getLogger(__name__)
+
+# The key that carries a group message's group name through the relay channel.
+GROUP_KEY = "__realtime_group__"
+RETRY_SECONDS = 1.0
+
+
+class RedisRelayChannelLayer(BaseChannelLayer):
+    """Channels across processes through Redis, one relay channel per process (see the module doc)."""
+
+    extensions = ["groups", "flush"]
+
+    def __init__(
+        self,
+        hosts: Any = None,
+        prefix: str = "asgi",
+        expiry: int = 60,
+        group_expiry: int = 86400,
+        capacity: int = 100,
+        channel_capacity: dict | None = None,
+        relay_capacity: int = 100_000,
+        **redis_options: Any,
+    ) -> None:
+        super().__init__(expiry=expiry, capacity=capacity, channel_capacity=channel_capacity)
+        self.group_expiry = group_expiry
+        # Per socket: the in-process layer's capacity rules (close 1013 past them).
+        self.local = FastInMemoryChannelLayer(
+            expiry=expiry, group_expiry=group_expiry, capacity=capacity, channel_capacity=channel_capacity
+        )
+        # Between processes: only relay channels receive, so their capacity is the whole backlog
+        # of a process (Redis drops past it); large, and bounded in time by ``expiry``.
+        self.redis = RedisChannelLayer(
+            hosts=hosts,
+            prefix=prefix,
+            expiry=expiry,
+            group_expiry=group_expiry,
+            capacity=relay_capacity,
+            **redis_options,
+        )
+        self._relay_channel: str | None = None
+        self._relay_task: asyncio.Task | None = None
+        self._joined: set[str] = set()  # groups the relay channel is a member of in Redis
+        self._locks: dict[str, asyncio.Lock] = {}  # one Redis membership change per group at a time
+
+    # -- channels ----------------------------------------------------------
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        """Return a new channel of this process (its name is unique across processes)."""
+        await self._ensure_relay()
+        return await self.local.new_channel(prefix)
+
+    async def send(self, channel: str, message: dict) -> None:
+        """Send to a channel: locally if it lives in this process, else through Redis."""
+        if self.local.owns(channel):
+            await self.local.send(channel, message)
+        else:
+            await self.redis.send(channel, message)
+
+    async def receive(self, channel: str) -> dict:
+        """Receive on a channel of this process."""
+        return await self.local.receive(channel)
+
+    def receive_nowait(self, channel: str) -> dict | None:
+        """Return the channel's next message, or None (realtime.layers extension)."""
+        return self.local.receive_nowait(channel)
+
+    def attach(self, channel: str, sink: Sink) -> None:
+        """Deliver to ``sink`` inline (realtime.layers extension)."""
+        self.local.attach(channel, sink)
+
+    def detach(self, channel: str) -> None:
+        """Remove the channel's sink (realtime.layers extension)."""
+        self.local.detach(channel)
+
+    # -- groups ------------------------------------------------------------
+
+    async def group_add(self, group: str, channel: str) -> None:
+        """Add a channel of this process to the group; the first one joins the relay in Redis."""
+        await self.local.group_add(group, channel)
+        try:
+            await self._sync_membership(group)
+        except Exception:
+            await self.local.group_discard(group, channel)
+            raise
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        """Remove the channel from the group; the last one of this process leaves in Redis."""
+        await self.local.group_discard(group, channel)
+        await self._sync_membership(group)
+
+    async def group_send(self, group: str, message: dict) -> None:
+        """Send to every member of the group, in every process (one Redis message per process)."""
+        self.require_valid_group_name(group)
+        await self.redis.group_send(group, {**message, GROUP_KEY: group})
+
+    async def flush(self) -> None:
+        """Drop everything, in Redis and in this process."""
+        await self.redis.flush()
+        await self.local.flush()
+        self._joined.clear()
+
+    async def close_pools(self) -> None:
+        """Close the Redis connections (channels_redis API, used by tests)."""
+        await self.redis.close_pools()
+
+    # -- the relay ---------------------------------------------------------
+
+    async def _sync_membership(self, group: str) -> None:
+        """Make the relay channel a member of ``group`` in Redis exactly while local channels are."""
+        lock = self._locks.setdefault(group, asyncio.Lock())
+        try:
+            async with lock:
+                wanted = bool(self.local.groups.get(group))
+                if wanted and group not in self._joined:
+                    await self.redis.group_add(group, await self._ensure_relay())
+                    self._joined.add(group)
+                elif not wanted and group in self._joined:
+                    self._joined.discard(group)
+                    try:
+                        await self.redis.group_discard(group, self._relay_channel)
+                    except Exception as exc:  # Redis down: the membership expires with group_expiry
+                        logger.debug("group_discard of %s in Redis failed: %r", group, exc)
+        finally:
+            if not lock.locked() and self._locks.get(group) is lock:
+                del self._locks[group]
+
+    async def _ensure_relay(self) -> str:
+        """Start the relay task on this event loop (once); return the relay channel."""
+        loop = asyncio.get_running_loop()
+        task = self._relay_task
+        if task is None or task.done() or task.get_loop() is not loop:
+            if self._relay_channel is None:
+                self._relay_channel = await self.redis.new_channel("relay")
+            # A context of its own: it serves every connection of the process.
+            self._relay_task = loop.create_task(
+                self._relay(), name="realtime-redis-relay", context=contextvars.Context()
+            )
+        return self._relay_channel
+
+    async def _relay(self) -> None:
+        """Hand each group message from Redis to the local members, in order; refresh memberships."""
+        refresh_at = asyncio.get_running_loop().time() + self.group_expiry / 3
+        while True:
+            try:
+                message = await self.redis.receive(self._relay_channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await self._redis_failed(exc)
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            group = message.pop(GROUP_KEY, None)
+            if group is not None:
+                await self.local.group_send(group, message)
+            if asyncio.get_running_loop().time() >= refresh_at:
+                # Redis forgets a member after group_expiry unless it is re-added.
+                for joined in list(self._joined):
+                    await self.redis.group_add(joined, self._relay_channel)
+                refresh_at = asyncio.get_running_loop().time() + self.group_expiry / 3
+
+    async def _redis_failed(self, exc: Exception) -> None:
+        """Close every local channel's consumer (1013 for sockets), so clients resume by replay."""
+        channels = list(self.local.channels)
+        logger.error("Redis relay failed (%r); closing %d local connections to resume", exc, len(channels))
+        # Redis may come back empty: memberships are made again as clients reconnect.
+        self._joined.clear()
+        for channel in channels:
+            with contextlib.suppress(ChannelFull):  # that consumer is being closed for overflow already
+                await self.local.send(channel, {"type": OVERFLOW})
