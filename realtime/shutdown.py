@@ -27,6 +27,7 @@ Closer = Callable[[], Awaitable[None]]
 _closers: set[Closer] = set()
 _installed_on: asyncio.AbstractEventLoop | None = None
 _draining = False
+_handover: asyncio.TimerHandle | None = None  # the pending hand-over to the server's handler
 
 
 def draining() -> bool:
@@ -66,12 +67,17 @@ def _install() -> None:
 
 def _drain(loop: asyncio.AbstractEventLoop, previous, signum, frame) -> None:
     """Close every live connection, then let the server handle the signal."""
-    global _draining
+    global _draining, _handover
+    if _handover is not None:
+        # A later SIGTERM goes to the server's handler now (uvicorn: force exit), not to a second drain.
+        _handover.cancel()
+        _hand_over(previous, signum, frame)
+        return
     _draining = True
     logger.info("SIGTERM: closing %d live connection(s) with 1012", len(_closers))
     for closer in list(_closers):
         loop.create_task(_close_quietly(closer))
-    loop.call_later(GRACE_SECONDS, _hand_over, previous, signum, frame)
+    _handover = loop.call_later(GRACE_SECONDS, _hand_over, previous, signum, frame)
 
 
 async def _close_quietly(closer: Closer) -> None:

@@ -1,0 +1,57 @@
+"""realtime.shutdown: SIGTERM drains once; a second SIGTERM goes to the server at once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+
+from realtime import shutdown
+
+
+@pytest.fixture
+def server_handler():
+    """Stand in for the server's SIGTERM handler; restore everything afterwards."""
+    calls = []
+    before = signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(signum))
+    yield calls
+    signal.signal(signal.SIGTERM, before)
+    shutdown._installed_on, shutdown._draining, shutdown._handover = None, False, None
+    shutdown._closers.clear()
+
+
+async def wait_for(check, timeout=2.0):
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.01)
+
+
+async def test_sigterm_closes_connections_then_hands_over_to_the_server(server_handler):
+    closed = []
+
+    async def closer():
+        closed.append(True)
+
+    shutdown.register(closer)
+    os.kill(os.getpid(), signal.SIGTERM)
+    await wait_for(lambda: closed)
+    assert shutdown.draining() and server_handler == []  # the server waits for the grace period
+    await wait_for(lambda: server_handler, timeout=shutdown.GRACE_SECONDS + 2)
+    assert closed == [True] and server_handler == [signal.SIGTERM]
+
+
+async def test_a_second_sigterm_goes_to_the_server_at_once_without_a_second_drain(server_handler):
+    closed = []
+
+    async def closer():
+        closed.append(True)
+
+    shutdown.register(closer)
+    os.kill(os.getpid(), signal.SIGTERM)
+    await wait_for(lambda: closed)
+    os.kill(os.getpid(), signal.SIGTERM)
+    await wait_for(lambda: server_handler, timeout=shutdown.GRACE_SECONDS / 2)
+    await asyncio.sleep(shutdown.GRACE_SECONDS + 0.3)  # the first grace period's hand-over was cancelled
+    assert closed == [True] and server_handler == [signal.SIGTERM]
