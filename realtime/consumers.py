@@ -76,11 +76,7 @@ class RoomConsumer(DirectDeliveryConsumer):
 
     async def subscribe(self, groups: list[str]) -> None:
         """Listen to exactly ``groups`` on the channel layer from now on."""
-        for group in set(self.groups) - set(groups):
-            await self.channel_layer.group_discard(group, self.channel_name)
-        for group in set(groups) - set(self.groups):
-            await self.channel_layer.group_add(group, self.channel_name)
-        self.groups = groups
+        self.groups = await events.resubscribe(self.channel_layer, self.channel_name, self.groups, groups)
 
     async def replay(self, after: int) -> None:
         """Send every stored message of the room after ``after``."""

@@ -179,6 +179,15 @@ def publish_sync(room: str, event: dict[str, Any]) -> None:
     async_to_sync(publish)(room, event)
 
 
+async def resubscribe(layer, channel: str, current: list[str], wanted: list[str]) -> list[str]:
+    """Make ``channel`` a member of exactly the groups ``wanted`` (it is in ``current``); return them."""
+    for group in set(current) - set(wanted):
+        await layer.group_discard(group, channel)
+    for group in set(wanted) - set(current):
+        await layer.group_add(group, channel)
+    return wanted
+
+
 def layer_is_process_local() -> bool:
     """Return whether the channel layer reaches only this process."""
     return isinstance(get_channel_layer(), InMemoryChannelLayer)

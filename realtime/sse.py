@@ -132,11 +132,7 @@ class RoomStream:
     async def subscribe(self) -> None:
         """Listen to the room's and the credential's groups (again after a session move)."""
         groups = [events.room_group(self.slug), *self.credential.groups()]
-        for group in set(self.groups) - set(groups):
-            await self.layer.group_discard(group, self.channel)
-        for group in set(groups) - set(self.groups):
-            await self.layer.group_add(group, self.channel)
-        self.groups = groups
+        self.groups = await events.resubscribe(self.layer, self.channel, self.groups, groups)
 
     async def deliver(self, text: str) -> None:
         """Queue a presence diff into this stream."""
