@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -162,6 +163,29 @@ def _drop_live_databases():
         base, name = entry.split("|")
         with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _release_connections_before_the_test_database_goes(django_db_setup):
+    """Close the connections other threads opened, so pytest-django can drop the test database.
+
+    On PostgreSQL a connection is open as long as its thread's connection
+    object: the main thread's, asgiref's sync thread's (async tests' ORM
+    calls) and the realtime DB thread's. Dropping a database someone is
+    connected to fails.
+    """
+    yield
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    from realtime.db import db_call
+
+    async def close_everywhere() -> None:
+        await sync_to_async(connections.close_all)()  # asgiref's one sync thread
+        await db_call(connections.close_all)()  # the realtime DB thread
+
+    asyncio.run(close_everywhere())
+    connections.close_all()
 
 
 def make_live_server(tmp_path: Path, **env_overrides: str) -> LiveServer:
