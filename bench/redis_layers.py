@@ -1,4 +1,4 @@
-"""Compare channels_redis's two layers on room fan-out: RedisChannelLayer vs RedisPubSubChannelLayer.
+"""Compare Redis layers on room fan-out: channels_redis's two, and the relay the project uses.
 
 One process, one group of N member channels (as N sockets of one server
 process in one room), S group_send calls; reports deliveries/s and the
@@ -27,6 +27,7 @@ from channels_redis.core import RedisChannelLayer  # noqa: E402
 from channels_redis.pubsub import RedisPubSubChannelLayer  # noqa: E402
 
 from project.settings import redis_channel_layer  # noqa: E402
+from realtime.relay import RedisRelayChannelLayer  # noqa: E402
 
 
 async def run(layer, members: int, messages: int) -> dict:
@@ -75,6 +76,7 @@ async def main() -> None:
     layers = {
         "RedisChannelLayer": lambda: RedisChannelLayer(**config, group_expiry=3600),
         "RedisPubSubChannelLayer": lambda: RedisPubSubChannelLayer(hosts=config["hosts"]),
+        "RedisRelayChannelLayer (REDIS_URL's)": lambda: RedisRelayChannelLayer(**config, group_expiry=3600),
     }
     print("| layer | members | messages | delivered | deliveries/s | p50 ms | p99 ms |")
     print("|---|---|---|---|---|---|---|")

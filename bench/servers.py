@@ -145,7 +145,7 @@ KINDS = {
             Kind(
                 f"redis-{n}proc",
                 f"this project, {n} uvicorn process{'es' if n > 1 else ''} (`make serve`'s flags) "
-                "sharing Redis (RedisChannelLayer, cache) and PostgreSQL; clients spread over them",
+                "sharing Redis (channel layer, cache) and PostgreSQL; clients spread over them",
                 "project.settings",
                 True,
                 processes=n,
