@@ -165,8 +165,24 @@ def _drop_live_databases():
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
+    """On SQLite, test against a database file in WAL mode, as the app runs, not Django's in-memory default.
+
+    The in-memory test database shares one cache between connections, with
+    table locks that fail at once ("database table is locked") where a WAL
+    file lets readers and a writer proceed: the realtime DB thread checking
+    a session while a view saves it would fail only in tests.
+    """
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3" and not database.get("TEST", {}).get("NAME"):
+        database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+
+
 @pytest.fixture(scope="session", autouse=True)
-def _release_connections_before_the_test_database_goes(django_db_setup):
+def _release_connections_before_the_test_database_goes(django_db_setup, django_db_blocker):
     """Close the connections other threads opened, so pytest-django can drop the test database.
 
     On PostgreSQL a connection is open as long as its thread's connection
@@ -184,7 +200,8 @@ def _release_connections_before_the_test_database_goes(django_db_setup):
         await sync_to_async(connections.close_all)()  # asgiref's one sync thread
         await db_call(connections.close_all)()  # the realtime DB thread
 
-    asyncio.run(close_everywhere())
+    with django_db_blocker.unblock():  # the DB thread checks its connection before each call
+        asyncio.run(close_everywhere())
     connections.close_all()
 
 
