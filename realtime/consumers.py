@@ -37,6 +37,10 @@ class RoomConsumer(DirectDeliveryConsumer):
             after = chat.parse_after(request.GET.get("after"))
         except ClientError:
             after = None
+        credential = lifecycle.Credential.of(request, self.user)
+        # The request is garbage from here, in reference cycles (the lazy user's closure, the
+        # messages storage): break them, so it is freed now and not by the cyclic collector.
+        request.__dict__.clear()
         if not chat.can_join(self.user, self.room) or shutdown.draining():
             await self.close()
             return
@@ -47,7 +51,7 @@ class RoomConsumer(DirectDeliveryConsumer):
             return
         # Subscribe before reading history, so nothing falls between the two;
         # live messages already replayed are skipped by id (event_text).
-        self.credential = lifecycle.Credential.of(request, self.user)
+        self.credential = credential
         await self.subscribe([events.room_group(self.room), *self.credential.groups()])
         self.watch = lifecycle.watch(self.credential, self.close)
         shutdown.register(self.restart)
