@@ -210,6 +210,8 @@ REALTIME_REVALIDATE_SECONDS = float(os.environ.get("REALTIME_REVALIDATE_SECONDS"
 # Remembers where a cycled session key went, so a password change keeps the
 # changer's own sockets (realtime/sessions.py).
 SESSION_ENGINE = "realtime.sessions"
+# Django's ModelBackend with a user lookup cheap enough for every handshake (realtime/backends.py).
+AUTHENTICATION_BACKENDS = ["realtime.backends.ModelBackend"]
 
 LOGGING = {
     "version": 1,

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from django.contrib.sessions.backends.db import SessionStore as DbSessionStore
 from django.core.cache import cache
+from django.db import connections, router
+from django.utils import timezone
 
 MOVE_TTL = 600
+_select_sql: dict[tuple[type, str], str] = {}  # (session model, database alias) -> SELECT
 
 
 def moved_key(session_key: str) -> str:
@@ -22,7 +25,29 @@ def moved_key(session_key: str) -> str:
 
 
 class SessionStore(DbSessionStore):
-    """Database sessions that record key cycling in the cache."""
+    """Database sessions that record key cycling in the cache, and load in one prepared query."""
+
+    def _get_session_from_db(self):
+        """Return the session's row if it has not expired, else None (and forget the key).
+
+        Django's version builds ``objects.get(session_key=..., expire_date__gt=now)``
+        on each call: 190 us here against 23 us for the same query raw, and
+        every WebSocket handshake loads a session (bench/README.md).
+        """
+        model = self.model
+        alias = router.db_for_read(model)
+        connection = connections[alias]
+        sql = _select_sql.get((model, alias))
+        if sql is None:
+            sql = _select_sql[(model, alias)] = _session_sql(model, alias)
+        now = connection.ops.adapt_datetimefield_value(timezone.now())
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [self.session_key, now])
+            row = cursor.fetchone()
+        if row is None:
+            self._session_key = None
+            return None
+        return model(session_key=self.session_key, session_data=row[0])
 
     def cycle_key(self) -> None:
         """Create a new key for the same data, and remember the move."""
@@ -47,3 +72,14 @@ def follow_moves(session_key: str, hops: int = 3) -> str:
             break
         session_key = moved
     return session_key
+
+
+def _session_sql(model: type, alias: str) -> str:
+    """Return the SELECT of a live session's data by key."""
+    quote = connections[alias].ops.quote_name
+    fields = ("session_key", "session_data", "expire_date")
+    column = {name: quote(model._meta.get_field(name).column) for name in fields}
+    return (
+        f"SELECT {column['session_data']} FROM {quote(model._meta.db_table)} "
+        f"WHERE {column['session_key']} = %s AND {column['expire_date']} > %s"
+    )
