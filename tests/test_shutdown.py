@@ -28,7 +28,9 @@ async def wait_for(check, timeout=2.0):
             await asyncio.sleep(0.01)
 
 
-async def test_sigterm_closes_connections_then_hands_over_to_the_server(server_handler):
+@pytest.fixture
+async def drained(server_handler):
+    """Register a connection's closer, send SIGTERM, wait until the closer ran; return its calls."""
     closed = []
 
     async def closer():
@@ -37,21 +39,17 @@ async def test_sigterm_closes_connections_then_hands_over_to_the_server(server_h
     shutdown.register(closer)
     os.kill(os.getpid(), signal.SIGTERM)
     await wait_for(lambda: closed)
+    return closed
+
+
+async def test_sigterm_closes_connections_then_hands_over_to_the_server(drained, server_handler):
     assert shutdown.draining() and server_handler == []  # the server waits for the grace period
     await wait_for(lambda: server_handler, timeout=shutdown.GRACE_SECONDS + 2)
-    assert closed == [True] and server_handler == [signal.SIGTERM]
+    assert drained == [True] and server_handler == [signal.SIGTERM]
 
 
-async def test_a_second_sigterm_goes_to_the_server_at_once_without_a_second_drain(server_handler):
-    closed = []
-
-    async def closer():
-        closed.append(True)
-
-    shutdown.register(closer)
-    os.kill(os.getpid(), signal.SIGTERM)
-    await wait_for(lambda: closed)
+async def test_a_second_sigterm_goes_to_the_server_at_once_without_a_second_drain(drained, server_handler):
     os.kill(os.getpid(), signal.SIGTERM)
     await wait_for(lambda: server_handler, timeout=shutdown.GRACE_SECONDS / 2)
     await asyncio.sleep(shutdown.GRACE_SECONDS + 0.3)  # the first grace period's hand-over was cancelled
-    assert closed == [True] and server_handler == [signal.SIGTERM]
+    assert drained == [True] and server_handler == [signal.SIGTERM]
