@@ -42,6 +42,11 @@ logger = logging.getLogger(__name__)
 # The key that carries a group message's group name through the relay channel.
 GROUP_KEY = "__realtime_group__"
 RETRY_SECONDS = 1.0
+# Redis calls in flight at once from one process. redis-py 8's pool holds 100
+# connections and raises MaxConnectionsError past that: measured, a connect storm
+# of 5,000 clients over two processes failed 45 handshakes (each joins its user's
+# and session's groups). The relay's own blocking receive needs one more.
+MAX_REDIS_CALLS = 50
 
 
 class RedisRelayChannelLayer(BaseChannelLayer):
@@ -80,6 +85,7 @@ class RedisRelayChannelLayer(BaseChannelLayer):
         self._relay_task: asyncio.Task | None = None
         self._joined: set[str] = set()  # groups the relay channel is a member of in Redis
         self._locks: dict[str, asyncio.Lock] = {}  # one Redis membership change per group at a time
+        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
     # -- channels ----------------------------------------------------------
 
@@ -93,7 +99,8 @@ class RedisRelayChannelLayer(BaseChannelLayer):
         if self.local.owns(channel):
             await self.local.send(channel, message)
         else:
-            await self.redis.send(channel, message)
+            async with self._redis_slot():
+                await self.redis.send(channel, message)
 
     async def receive(self, channel: str) -> dict:
         """Receive on a channel of this process."""
@@ -130,7 +137,8 @@ class RedisRelayChannelLayer(BaseChannelLayer):
     async def group_send(self, group: str, message: dict) -> None:
         """Send to every member of the group, in every process (one Redis message per process)."""
         self.require_valid_group_name(group)
-        await self.redis.group_send(group, {**message, GROUP_KEY: group})
+        async with self._redis_slot():
+            await self.redis.group_send(group, {**message, GROUP_KEY: group})
 
     async def flush(self) -> None:
         """Drop everything, in Redis and in this process."""
@@ -151,17 +159,27 @@ class RedisRelayChannelLayer(BaseChannelLayer):
             async with lock:
                 wanted = bool(self.local.groups.get(group))
                 if wanted and group not in self._joined:
-                    await self.redis.group_add(group, await self._ensure_relay())
+                    relay = await self._ensure_relay()
+                    async with self._redis_slot():
+                        await self.redis.group_add(group, relay)
                     self._joined.add(group)
                 elif not wanted and group in self._joined:
                     self._joined.discard(group)
                     try:
-                        await self.redis.group_discard(group, self._relay_channel)
+                        async with self._redis_slot():
+                            await self.redis.group_discard(group, self._relay_channel)
                     except Exception as exc:  # Redis down: the membership expires with group_expiry
                         logger.debug("group_discard of %s in Redis failed: %r", group, exc)
         finally:
             if not lock.locked() and self._locks.get(group) is lock:
                 del self._locks[group]
+
+    def _redis_slot(self) -> asyncio.Semaphore:
+        """Return this event loop's bound on Redis calls in flight (see MAX_REDIS_CALLS)."""
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots[0] is not loop:
+            self._slots = (loop, asyncio.Semaphore(MAX_REDIS_CALLS))
+        return self._slots[1]
 
     async def _ensure_relay(self) -> str:
         """Start the relay task on this event loop (once); return the relay channel."""

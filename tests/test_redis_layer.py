@@ -98,6 +98,17 @@ async def test_concurrent_joins_make_one_membership_and_miss_nothing(processes, 
         assert await receive(a, channel) == {"type": "event"}
 
 
+async def test_a_connect_storm_waits_for_redis_connections_instead_of_failing(processes, scratch_redis):
+    # Each socket joins its user's and session's groups: many more at once than redis-py's
+    # pool of 100 connections, which raises MaxConnectionsError past it.
+    a, b = processes
+    channels = [await a.new_channel() for _ in range(300)]
+    await asyncio.gather(*(a.group_add(f"user.{n}", c) for n, c in enumerate(channels)))
+    assert len(a._joined) == 300
+    await b.group_send("user.299", {"type": "notice"})
+    assert await receive(a, channels[299]) == {"type": "notice"}
+
+
 async def test_send_to_a_local_channel_stays_local(processes):
     a, _ = processes
     channel = await a.new_channel()
