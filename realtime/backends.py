@@ -11,13 +11,12 @@ the same model instance (Django's converters and ``from_db``) and the same
 
 from __future__ import annotations
 
+import functools
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend as DjangoModelBackend
 from django.core.exceptions import ValidationError
 from django.db import connections, router
-
-# (user model, database alias) -> the SELECT, or None where the manager filters rows.
-_raw_sql: dict[tuple[type, str], str | None] = {}
 
 
 class ModelBackend(DjangoModelBackend):
@@ -26,19 +25,22 @@ class ModelBackend(DjangoModelBackend):
     def get_user(self, user_id):
         """Return the active user with primary key ``user_id``, or None (one prepared query)."""
         user_model = get_user_model()
-        manager = user_model._default_manager
         alias = router.db_for_read(user_model)
-        sql = _raw_sql.get((user_model, alias), "")
-        if sql == "":
-            sql = _raw_sql[(user_model, alias)] = _user_sql(user_model, manager, alias)
+        sql = _prepared_user_sql(user_model, alias)
         if sql is None:
             return super().get_user(user_id)
         try:
             pk = user_model._meta.pk.to_python(user_id)
         except ValidationError:
             return None
-        user = next(iter(manager.raw(sql, [pk]).using(alias)), None)
+        user = next(iter(user_model._default_manager.raw(sql, [pk]).using(alias)), None)
         return user if user is not None and self.user_can_authenticate(user) else None
+
+
+@functools.cache
+def _prepared_user_sql(user_model: type, alias: str) -> str | None:
+    """Return :func:`_user_sql` for the model's default manager, built once per model and database."""
+    return _user_sql(user_model, user_model._default_manager, alias)
 
 
 def _user_sql(user_model: type, manager, alias: str) -> str | None:

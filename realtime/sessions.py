@@ -8,13 +8,14 @@ session's connections close. Select it with ``SESSION_ENGINE``.
 
 from __future__ import annotations
 
+import functools
+
 from django.contrib.sessions.backends.db import SessionStore as DbSessionStore
 from django.core.cache import cache
 from django.db import connections, router
 from django.utils import timezone
 
 MOVE_TTL = 600
-_select_sql: dict[tuple[type, str], str] = {}  # (session model, database alias) -> SELECT
 
 
 def moved_key(session_key: str) -> str:
@@ -37,9 +38,7 @@ class SessionStore(DbSessionStore):
         model = self.model
         alias = router.db_for_read(model)
         connection = connections[alias]
-        sql = _select_sql.get((model, alias))
-        if sql is None:
-            sql = _select_sql[(model, alias)] = _session_sql(model, alias)
+        sql = _session_sql(model, alias)
         now = connection.ops.adapt_datetimefield_value(timezone.now())
         with connection.cursor() as cursor:
             cursor.execute(sql, [self.session_key, now])
@@ -74,8 +73,9 @@ def follow_moves(session_key: str, hops: int = 3) -> str:
     return session_key
 
 
+@functools.cache
 def _session_sql(model: type, alias: str) -> str:
-    """Return the SELECT of a live session's data by key."""
+    """Return the SELECT of a live session's data by key (built once per model and database)."""
     quote = connections[alias].ops.quote_name
     fields = ("session_key", "session_data", "expire_date")
     column = {name: quote(model._meta.get_field(name).column) for name in fields}
