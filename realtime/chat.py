@@ -168,10 +168,10 @@ async def _write_room(slug: str) -> None:
             storing = _store(slug, following) if following else None
             await _broadcast(slug, batch, stored)
             if storing is None:
-                if not _waiting[slug]:
-                    del _waiting[slug]  # no await since the check: nothing can be left behind
+                following = _take(slug)  # what arrived during the broadcast
+                if not following:
+                    del _waiting[slug]  # no await since the take: nothing can be left behind
                     return
-                following = _take(slug)
                 storing = _store(slug, following)
             batch = following
     finally:
