@@ -437,6 +437,19 @@ class ScanCountingDict(dict):
         return super().values()
 
 
+def count_scans_and_forbid_tasks(layer, monkeypatch) -> None:
+    """From now on, count full scans of the layer's channels and groups, and fail on any task started."""
+    layer.channels = ScanCountingDict(layer.channels)
+    layer.groups = ScanCountingDict(layer.groups)
+    ScanCountingDict.scans = 0
+
+    def no_tasks(*args, **kwargs):
+        raise AssertionError("a task was started")
+
+    monkeypatch.setattr(asyncio, "create_task", no_tasks)
+    monkeypatch.setattr(asyncio, "ensure_future", no_tasks)
+
+
 async def test_fan_out_never_scans_unrelated_channels_or_groups(monkeypatch):
     """Structural O(1): group_send/receive touch only the group's members, no task per member."""
     layer = FastInMemoryChannelLayer(capacity=10)
@@ -449,15 +462,7 @@ async def test_fan_out_never_scans_unrelated_channels_or_groups(monkeypatch):
     assert isinstance(layer.channels, dict) and isinstance(layer.groups, dict)
     assert set(layer.groups["room"]) == set(members)
 
-    layer.channels = ScanCountingDict(layer.channels)
-    layer.groups = ScanCountingDict(layer.groups)
-    ScanCountingDict.scans = 0
-
-    def no_tasks(*args, **kwargs):
-        raise AssertionError("a task was started")
-
-    monkeypatch.setattr(asyncio, "create_task", no_tasks)
-    monkeypatch.setattr(asyncio, "ensure_future", no_tasks)
+    count_scans_and_forbid_tasks(layer, monkeypatch)
     for n in range(3):
         await layer.group_send("room", {"type": "event", "n": n})
         for channel in members:
@@ -587,15 +592,7 @@ async def test_fan_out_to_sinks_starts_no_task_and_scans_nothing(monkeypatch):
     for i in range(300):
         await layer.group_add(f"other-{i}", f"bystander-{i}")
     await layer.group_send("nobody", {"type": "event"})  # the periodic sweep runs now, not below
-    layer.channels = ScanCountingDict(layer.channels)
-    layer.groups = ScanCountingDict(layer.groups)
-    ScanCountingDict.scans = 0
-
-    def no_tasks(*args, **kwargs):
-        raise AssertionError("a task was started")
-
-    monkeypatch.setattr(asyncio, "create_task", no_tasks)
-    monkeypatch.setattr(asyncio, "ensure_future", no_tasks)
+    count_scans_and_forbid_tasks(layer, monkeypatch)
     await layer.group_send("room", {"type": "event"})
     assert ScanCountingDict.scans == 0
     assert all(len(sink.offered) == 1 for sink in sinks.values())
