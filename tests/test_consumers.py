@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import pytest
@@ -245,18 +246,30 @@ async def outputs_until_close(comm) -> tuple[list[dict], int]:
         received.append(json.loads(output["text"]))
 
 
-async def test_socket_that_falls_behind_is_closed_1013_to_resume_by_replay():
+@contextlib.asynccontextmanager
+async def stalled_socket():
+    """Yield alice and her joined socket whose client has stopped reading (sends wait), and its gate."""
     alice = await make_user("alice")
-    layer = get_channel_layer()
     slow = SlowReader(application)
-    async with joined(ROOM, user=alice, app=slow) as a:
+    async with joined(ROOM, user=alice, app=slow) as comm:
+        slow.writable.clear()  # the client stops reading; the server's transport fills up
+        yield alice, comm, slow.writable
+
+
+async def announce(count: int) -> None:
+    """Publish announcements "0" .. str(count - 1) to the room."""
+    for n in range(count):
+        await events.publish("general", events.announcement(str(n)))
+
+
+async def test_socket_that_falls_behind_is_closed_1013_to_resume_by_replay():
+    layer = get_channel_layer()
+    async with stalled_socket() as (_, a, writable):
         (channel,) = layer.groups[events.room_group("general")]
         capacity = layer.get_capacity(channel)
-        slow.writable.clear()  # the client stops reading; the server's transport fills up
-        for n in range(capacity + 10):
-            await events.publish("general", events.announcement(str(n)))
+        await announce(capacity + 10)
         assert layer.overflows == 1  # noticed while the reader is stuck, not after
-        slow.writable.set()  # reading again: what fitted arrives in order, then the close
+        writable.set()  # reading again: what fitted arrives in order, then the close
         received, code = await outputs_until_close(a)
     assert code == 1013
     assert [e["text"] for e in received] == [str(n) for n in range(len(received))]
@@ -265,15 +278,11 @@ async def test_socket_that_falls_behind_is_closed_1013_to_resume_by_replay():
 
 
 async def test_events_behind_a_blocked_send_keep_their_order():
-    alice = await make_user("alice")
-    slow = SlowReader(application)
-    async with joined(ROOM, user=alice, app=slow) as a:
-        slow.writable.clear()
-        for n in range(5):
-            await events.publish("general", events.announcement(str(n)))
+    async with stalled_socket() as (_, a, writable):
+        await announce(5)
         await a.send_json_to({"type": "ping"})  # answered behind the events already on their way
         assert await a.receive_nothing(timeout=0.1)
-        slow.writable.set()
+        writable.set()
         received = [await a.receive_json_from() for _ in range(6)]
         # Delivery is inline again once the queue drained.
         await events.publish("general", events.announcement("later"))
@@ -282,14 +291,10 @@ async def test_events_behind_a_blocked_send_keep_their_order():
 
 
 async def test_a_control_message_waits_its_turn_behind_queued_events():
-    alice = await make_user("alice")
-    slow = SlowReader(application)
-    async with joined(ROOM, user=alice, app=slow) as a:
-        slow.writable.clear()
-        for n in range(3):
-            await events.publish("general", events.announcement(str(n)))
+    async with stalled_socket() as (alice, a, writable):
+        await announce(3)
         await events.notify(events.user_group(alice.pk), events.CLOSE, code=4401)
-        slow.writable.set()
+        writable.set()
         received, code = await outputs_until_close(a)
     assert (received, code) == ([events.announcement(str(n)) for n in range(3)], 4401)
 
