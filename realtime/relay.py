@@ -83,6 +83,7 @@ class RedisRelayChannelLayer(BaseChannelLayer):
         )
         self._relay_channel: str | None = None
         self._relay_task: asyncio.Task | None = None
+        self._refresh_task: asyncio.Task | None = None
         self._joined: set[str] = set()  # groups the relay channel is a member of in Redis
         self._locks: dict[str, asyncio.Lock] = {}  # one Redis membership change per group at a time
         self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
@@ -188,15 +189,19 @@ class RedisRelayChannelLayer(BaseChannelLayer):
         if task is None or task.done() or task.get_loop() is not loop:
             if self._relay_channel is None:
                 self._relay_channel = await self.redis.new_channel("relay")
-            # A context of its own: it serves every connection of the process.
+            # Contexts of their own: they serve every connection of the process.
             self._relay_task = loop.create_task(
                 self._relay(), name="realtime-redis-relay", context=contextvars.Context()
+            )
+            if self._refresh_task is not None:
+                self._refresh_task.cancel()
+            self._refresh_task = loop.create_task(
+                self._refresh(), name="realtime-redis-refresh", context=contextvars.Context()
             )
         return self._relay_channel
 
     async def _relay(self) -> None:
-        """Hand each group message from Redis to the local members, in order; refresh memberships."""
-        refresh_at = asyncio.get_running_loop().time() + self.group_expiry / 3
+        """Hand each group message from Redis to the local members, in order."""
         while True:
             try:
                 message = await self.redis.receive(self._relay_channel)
@@ -209,11 +214,18 @@ class RedisRelayChannelLayer(BaseChannelLayer):
             group = message.pop(GROUP_KEY, None)
             if group is not None:
                 await self.local.group_send(group, message)
-            if asyncio.get_running_loop().time() >= refresh_at:
-                # Redis forgets a member after group_expiry unless it is re-added.
-                for joined in list(self._joined):
-                    await self.redis.group_add(joined, self._relay_channel)
-                refresh_at = asyncio.get_running_loop().time() + self.group_expiry / 3
+
+    async def _refresh(self) -> None:
+        """Re-add the relay to its groups well within group_expiry, after which Redis forgets a member."""
+        while True:
+            await asyncio.sleep(self.group_expiry / 3)
+            for group in list(self._joined):
+                try:
+                    async with self._redis_slot():
+                        await self.redis.group_add(group, self._relay_channel)
+                except Exception as exc:  # Redis down: the relay closes the sockets; rejoins follow
+                    logger.warning("refreshing group %s in Redis failed: %r", group, exc)
+                    break
 
     async def _redis_failed(self, exc: Exception) -> None:
         """Close every local channel's consumer (1013 for sockets), so clients resume by replay."""

@@ -43,6 +43,8 @@ async def processes(scratch_redis):
 
 async def stop(layer):
     """Stop the layer's relay, then close its connections."""
+    if layer._refresh_task:
+        layer._refresh_task.cancel()
     task = layer._relay_task
     # A cancel awaited at once sometimes leaves the relay blocked inside channels_redis's
     # receive (about one run in ten here; the cause is not found), so cancel until it ends.
@@ -151,6 +153,21 @@ async def test_relay_idle_longer_than_the_blocking_pop_still_delivers(processes)
     assert not a._relay_task.done()
     await b.group_send("room", {"type": "hello"})
     assert await receive(a, channel) == {"type": "hello"}
+
+
+async def test_memberships_are_refreshed_while_no_message_flows(scratch_redis):
+    # Redis forgets a member after group_expiry; an idle room must still get the next message.
+    a, b = make_layer(group_expiry=3), make_layer(group_expiry=3)
+    a.local.group_expiry = 86400  # only Redis's expiry is under test here
+    try:
+        channel = await a.new_channel()
+        await a.group_add("room", channel)
+        await asyncio.sleep(4)
+        await b.group_send("room", {"type": "event"})
+        assert await receive(a, channel) == {"type": "event"}
+    finally:
+        await stop(a)
+        await stop(b)
 
 
 async def test_redis_unreachable_closes_local_connections_so_clients_resume():
