@@ -6,6 +6,7 @@ is Redis, so every server process counts against the same window.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -27,6 +28,7 @@ class Rate:
     seconds: float
 
 
+@functools.lru_cache(maxsize=16)  # called per message with the same setting: parse it once
 def parse_rate(text: str) -> Rate:
     """Parse a rate such as ``"20/10s"`` (units s, m, h)."""
     match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d*)\s*([smh])\s*", text)
