@@ -8,9 +8,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 # Build Django's app first: it sets Django up before any model is imported.
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402
-
-from realtime.handshake import DjangoMiddlewareWebSocketRouter  # noqa: E402
+import realtime.asgi  # noqa: E402
 from realtime.services import require_redis  # noqa: E402
 from realtime.tuning import tune_gc  # noqa: E402
 
@@ -18,14 +16,9 @@ from realtime.tuning import tune_gc  # noqa: E402
 require_redis()
 
 
-def build_application(http_app=None) -> ProtocolTypeRouter:
+def build_application(http_app=None):
     """Return the project's ASGI app, loading MIDDLEWARE as the settings stand now."""
-    return ProtocolTypeRouter(
-        {
-            "http": http_app or get_asgi_application(),
-            "websocket": DjangoMiddlewareWebSocketRouter("realtime.routing"),
-        }
-    )
+    return realtime.asgi.application(http_app or get_asgi_application(), "project.routing")
 
 
 application = build_application(django_asgi_app)

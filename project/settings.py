@@ -51,7 +51,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    # The core, then the apps built on it (each imports realtime, never the reverse).
     "realtime",
+    "uploads",
+    "chat",
+    "ticker",
 ]
 
 # The one middleware stack: HTTP requests, WebSocket handshakes and SSE
@@ -178,7 +182,6 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 # WhiteNoise serves from STATIC_ROOT (filled by collectstatic for `make serve`)
 # and from the finders in DEBUG; it only needs the directory to exist.
@@ -204,6 +207,8 @@ REALTIME_MAX_CONNECTIONS_PER_USER = int(os.environ.get("REALTIME_MAX_CONNECTIONS
 REALTIME_PRESENCE_TTL = int(os.environ.get("REALTIME_PRESENCE_TTL", "30"))
 # Seconds between SSE keep-alive comments (proxies drop silent streams).
 REALTIME_SSE_KEEPALIVE = float(os.environ.get("REALTIME_SSE_KEEPALIVE", "15"))
+# Typing events per user and room; more are dropped silently (a hint, not a message).
+REALTIME_TYPING_RATE = os.environ.get("REALTIME_TYPING_RATE", "5/1s")
 # How often a live connection re-checks its session or token (expiry, revocation).
 REALTIME_REVALIDATE_SECONDS = float(os.environ.get("REALTIME_REVALIDATE_SECONDS", "300"))
 
@@ -237,5 +242,11 @@ REALTIME_UPLOAD_MAX_ACTIVE_PER_USER = int(os.environ.get("REALTIME_UPLOAD_MAX_AC
 # Unfinished uploads untouched this long are abandoned: they stop counting
 # against the quota, and `manage.py cleanup_uploads` deletes them.
 REALTIME_UPLOAD_EXPIRE_HOURS = float(os.environ.get("REALTIME_UPLOAD_EXPIRE_HOURS", "24"))
+# The topic kind an upload's ``room`` metadata names: who may upload there, and
+# whose app posts the finished upload (the chat, as a message).
+REALTIME_UPLOAD_TOPIC = os.environ.get("REALTIME_UPLOAD_TOPIC", "room")
 # Seconds between two upload_progress events of one upload.
 REALTIME_UPLOAD_PROGRESS_INTERVAL = float(os.environ.get("REALTIME_UPLOAD_PROGRESS_INTERVAL", "0.25"))
+
+# The stock-ticker dashboard (ticker/): seconds between two price snapshots.
+TICKER_INTERVAL = float(os.environ.get("TICKER_INTERVAL", "1"))

@@ -2,13 +2,13 @@ from django.apps import AppConfig
 
 
 class RealtimeConfig(AppConfig):
-    """The realtime app: rooms, messages, tokens, and the live transports."""
+    """The core: one middleware stack, one identity, one event bus, one connection lifecycle."""
 
     name = "realtime"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Called once Django is set up: connect the model signals, patch Daphne's close codes."""
+        """Called once Django is set up: connect the credential signals, patch Daphne's close codes."""
         from . import signals  # noqa: F401
         from .daphne_compat import patch_daphne
 

@@ -54,7 +54,6 @@ def db_call(func: Callable[..., R]) -> Callable[..., Awaitable[R]]:
         _jobs.put((loop, future, functools.partial(func, *args, **kwargs)))
         return await future
 
-    call.func = func  # the sync function, for callers already on a worker thread
     return call
 
 

@@ -42,13 +42,10 @@ from channels.exceptions import ChannelFull, StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
+from .codes import TRY_AGAIN_LATER
 from .events import DELIVER
 
 logger = logging.getLogger(__name__)
-
-# Close code of a socket that fell behind or lost its channel layer: the
-# client reconnects a little later and resumes by replay.
-TRY_AGAIN_LATER = 1013
 
 
 def send_eagerly(send: Callable[[dict], Awaitable[None]], message: dict) -> Awaitable[None] | None:

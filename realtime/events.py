@@ -1,8 +1,10 @@
-"""The event bus: the one place that knows group names and event shapes.
+"""The event bus: the core's group names and event shapes, and publishing.
 
-Views, consumers, the SSE stream, the admin and management commands publish
-through :func:`publish`; each event is JSON-encoded once per publish and the
-encoded text travels through the channel layer to every subscriber.
+Views, consumers, the SSE stream, the admin, management commands and
+background tasks publish to a topic (realtime.topics) through
+:func:`publish`; each event is JSON-encoded once per publish and the encoded
+text travels through the channel layer to every subscriber. An app keeps
+the shapes of its own events in one module of its own.
 """
 
 from __future__ import annotations
@@ -13,20 +15,18 @@ import logging
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels.layers import get_channel_layer
 
 from .services import REDIS_ERRORS
+from .topics import Topic, user_public
+
+__all__ = ["user_public"]  # re-exported: events carry users in this shape
 
 logger = logging.getLogger(__name__)
 
 # The layer message type that carries an encoded event to a subscriber
 # (consumer handler: realtime_event).
 DELIVER = "realtime.event"
-
-
-def room_group(slug: str) -> str:
-    """Return the channel-layer group of a room."""
-    return f"room.{slug}"
 
 
 def user_group(user_id: int) -> str:
@@ -55,41 +55,6 @@ def encode(event: dict[str, Any]) -> str:
     return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
 
 
-def user_public(user) -> dict[str, Any]:
-    """Return the public view of a user: ``{"id": 1, "username": "alice"}``."""
-    return {"id": user.pk, "username": user.get_username()}
-
-
-def hello(*, user, room: str, last_id: int) -> dict[str, Any]:
-    """Return the first event of every WebSocket and SSE stream."""
-    return {"type": "hello", "user": user_public(user), "room": room, "last_id": last_id}
-
-
-def message(msg) -> dict[str, Any]:
-    """Return the message event of a stored ``Message`` (room, user and attachment loaded)."""
-    event = {
-        "type": "message",
-        "id": msg.pk,
-        "room": msg.room.slug,
-        "user": msg.user.get_username(),
-        "text": msg.text,
-        "created": msg.created.isoformat(),
-    }
-    if msg.attachment_id is not None:
-        event["attachment"] = attachment(msg.attachment)
-    return event
-
-
-def attachment(upload) -> dict[str, Any]:
-    """Return the ``attachment`` field of a message that carries a finished ``Upload``."""
-    return {"name": upload.filename, "size": upload.size, "url": upload.file_url}
-
-
-def upload_progress(*, upload_id: str, offset: int, size: int) -> dict[str, Any]:
-    """Return the progress of a running upload, sent to its owner's connections."""
-    return {"type": "upload_progress", "id": upload_id, "offset": offset, "size": size}
-
-
 def presence(users: list[str]) -> dict[str, Any]:
     """Return the full presence event sent once after hello."""
     return {"type": "presence", "users": sorted(users)}
@@ -98,21 +63,6 @@ def presence(users: list[str]) -> dict[str, Any]:
 def presence_diff(*, joins: list[str], leaves: list[str]) -> dict[str, Any]:
     """Return a coalesced presence change."""
     return {"type": "presence_diff", "joins": sorted(joins), "leaves": sorted(leaves)}
-
-
-def typing(username: str) -> dict[str, Any]:
-    """Return the event telling the room that ``username`` is typing."""
-    return {"type": "typing", "user": username}
-
-
-def message_deleted(message_id: int) -> dict[str, Any]:
-    """Return the event telling the room a message is gone."""
-    return {"type": "message_deleted", "id": message_id}
-
-
-def announcement(text: str) -> dict[str, Any]:
-    """Return an announcement from the admin or ``manage.py announce``."""
-    return {"type": "announcement", "text": text}
 
 
 def pong() -> dict[str, Any]:
@@ -125,26 +75,27 @@ def error(code: str, detail: str) -> dict[str, Any]:
     return {"type": "error", "code": code, "detail": detail}
 
 
-def _delivery(event: dict[str, Any], exclude: str | None = None) -> dict[str, Any]:
+def _delivery(
+    event: dict[str, Any], event_id: int | None = None, exclude: str | None = None
+) -> dict[str, Any]:
     """Return the channel-layer message that carries ``event``, encoded once."""
-    # "id" lets a subscriber skip a message it already sent by replay.
-    message_id = event.get("id") if event["type"] == "message" else None
+    # "id" lets a subscriber skip an event it already sent by catch-up;
     # "event" lets SSE name the event without decoding the text again.
     return {
         "type": DELIVER,
         "text": encode(event),
         "event": event["type"],
-        "id": message_id,
+        "id": event_id,
         "exclude": exclude,
     }
 
 
-async def publish(room: str, event: dict[str, Any], *, exclude: str | None = None) -> None:
-    """Send ``event`` to every subscriber of ``room``, except the channel ``exclude``."""
-    message = _delivery(event, exclude)
+async def publish(topic: Topic, event: dict[str, Any], *, exclude: str | None = None) -> None:
+    """Send ``event`` to every subscriber of ``topic``, except the channel ``exclude``."""
+    message = _delivery(event, topic.event_id(event), exclude)
     for attempt in (1, 2):
         try:
-            await get_channel_layer().group_send(room_group(room), message)
+            await get_channel_layer().group_send(topic.group, message)
             return
         except REDIS_ERRORS as exc:
             if attempt == 1:
@@ -155,7 +106,7 @@ async def publish(room: str, event: dict[str, Any], *, exclude: str | None = Non
             # The layer is down (Redis restarting). Messages are stored before
             # they are published, so clients recover them by replay on reconnect.
             logger.error(
-                "channel layer unavailable; %s event to %s not delivered live: %s", event["type"], room, exc
+                "channel layer unavailable; %s event to %s not delivered live: %s", event["type"], topic, exc
             )
 
 
@@ -174,9 +125,9 @@ def notify_sync(group: str, notice: str, **fields: Any) -> None:
     async_to_sync(notify)(group, notice, **fields)
 
 
-def publish_sync(room: str, event: dict[str, Any]) -> None:
+def publish_sync(topic: Topic, event: dict[str, Any]) -> None:
     """Publish from synchronous code (admin actions, signals, commands)."""
-    async_to_sync(publish)(room, event)
+    async_to_sync(publish)(topic, event)
 
 
 async def resubscribe(layer, channel: str, current: list[str], wanted: list[str]) -> list[str]:
@@ -186,8 +137,3 @@ async def resubscribe(layer, channel: str, current: list[str], wanted: list[str]
     for group in set(wanted) - set(current):
         await layer.group_add(group, channel)
     return wanted
-
-
-def layer_is_process_local() -> bool:
-    """Return whether the channel layer reaches only this process."""
-    return isinstance(get_channel_layer(), InMemoryChannelLayer)

@@ -373,7 +373,3 @@ class FastInMemoryChannelLayer(InMemoryChannelLayer):
         for group, members in list(self.groups.items()):
             for channel in [c for c, joined in members.items() if joined < joined_after]:
                 self._leave(group, channel)
-
-    def _clean_expired(self) -> None:
-        """Expire messages and memberships now (the stock layer's name for it)."""
-        self._sweep(time.monotonic())

@@ -1,4 +1,6 @@
-"""Who is online in each room, counted per user across sockets and streams.
+"""Who is online in each topic, counted per user across sockets and streams.
+
+Presence is keyed by a topic's group (realtime.topics), whatever its kind.
 
 Each server process keeps its own connections in memory and writes a
 snapshot of them to Django's cache (Redis with ``REDIS_URL``) under a key
@@ -6,12 +8,12 @@ that expires, so the entries of a crashed process fade out instead of
 haunting the list. With the local-memory cache there is no other process to
 tell, so nothing is written or read. Once a second (less often when a tick
 is costly, see :data:`TICK_COST_FACTOR`), each process reads the other
-processes' snapshots, compares the list of each room it serves with what
+processes' snapshots, compares the list of each topic it serves with what
 its listeners last saw and sends them one ``presence_diff``: changes are
 coalesced, and a user's second tab joining or leaving changes nothing.
 
-Nothing here is O(room) per connection. Each room counts, per username, the
-sources that list it (this process, each other process), updated as
+Nothing here is O(topic size) per connection. Each topic counts, per
+username, the sources that list it (this process, each other process), updated as
 connections come and go and as snapshots are read; a join that changes who
 is online costs one sorted insert. The full list a joiner receives is
 encoded once per batch of joins and shared: during a burst of joins, a
@@ -45,7 +47,7 @@ PROCESS_ID = uuid.uuid4().hex
 TICK_SECONDS = 1.0  # at least; see TICK_COST_FACTOR
 TICK_COST_FACTOR = 10
 PROCS_KEY = "realtime:presence:procs"
-# During a burst of joins, a room's list is encoded again only this many times
+# During a burst of joins, a topic's list is encoded again only this many times
 # its last encoding's duration after it (10,000 online: roughly every 50 ms here).
 BATCH_COST_FACTOR = 20
 
@@ -60,15 +62,15 @@ def snapshot_key(process_id: str) -> str:
 
 @dataclass(eq=False)
 class _Snapshot:
-    """Who was online in a room at one moment, with its presence event encoded."""
+    """Who was online in a topic at one moment, with its presence event encoded."""
 
     users: frozenset[str]
     text: str
 
 
 @dataclass(eq=False)
-class _Room:
-    """One room: this process's connections to it, and who is online in it anywhere."""
+class _Topic:
+    """One topic: this process's connections to it, and who is online in it anywhere."""
 
     local: Counter[str] = field(default_factory=Counter)  # username -> this process's connections
     online: Counter[str] = field(default_factory=Counter)  # username -> sources listing it
@@ -117,7 +119,7 @@ class _Room:
 class _State:
     """This process's presence state."""
 
-    rooms: dict[str, _Room] = field(default_factory=dict)
+    topics: dict[str, _Topic] = field(default_factory=dict)
     user_connections: Counter[int] = field(default_factory=Counter)
     others: dict = field(default_factory=dict)  # other processes' snapshots, last read
     dirty: bool = True
@@ -163,13 +165,13 @@ def release(*, user_id: int) -> None:
     _state.dirty = True
 
 
-async def join(*, room: str, user, deliver: Deliver) -> str:
-    """Register a connection of ``user`` in ``room``; return the presence event (encoded) it must send.
+async def join(*, topic: str, user, deliver: Deliver) -> str:
+    """Register a connection of ``user`` in the topic group ``topic``; return the presence event (encoded).
 
     The event lists who is online, the joiner included; ``deliver`` then
     receives the changes since, once a tick.
     """
-    local = _room(room)
+    local = _topic(topic)
     name = user.get_username()
     local.listeners[deliver] = None
     local.local[name] += 1
@@ -185,9 +187,9 @@ async def join(*, room: str, user, deliver: Deliver) -> str:
     return snapshot.text
 
 
-async def leave(*, room: str, user, deliver: Deliver) -> None:
-    """Unregister a connection added by :func:`join`."""
-    local = _state.rooms.get(room)
+def leave(*, topic: str, user, deliver: Deliver) -> None:
+    """Unregister a connection added by :func:`join` (no await: it runs in every teardown)."""
+    local = _state.topics.get(topic)
     if local is None or deliver not in local.listeners:
         return
     del local.listeners[deliver]
@@ -197,23 +199,28 @@ async def leave(*, room: str, user, deliver: Deliver) -> None:
     _state.dirty = True
 
 
-async def room_users(room: str) -> list[str]:
-    """Return the usernames online in ``room`` across all processes."""
+async def topic_users(topic: str) -> list[str]:
+    """Return the usernames online in the topic group ``topic`` across all processes."""
     await _refresh_others()
-    local = _state.rooms.get(room)
+    local = _state.topics.get(topic)
     return list(local.names) if local else []
 
 
-async def online_counts() -> dict[str, int]:
-    """Return the number of users online per room across all processes."""
+async def online_counts(kind: str) -> dict[str, int]:
+    """Return the number of users online per key of the topics of ``kind``, across all processes."""
     await _refresh_others()
-    return {room: len(local.online) for room, local in _state.rooms.items() if local.online}
+    prefix = f"{kind}."
+    return {
+        group.removeprefix(prefix): len(local.online)
+        for group, local in _state.topics.items()
+        if local.online and group.startswith(prefix)
+    }
 
 
-def _room(room: str) -> _Room:
-    local = _state.rooms.get(room)
+def _topic(topic: str) -> _Topic:
+    local = _state.topics.get(topic)
     if local is None:
-        local = _state.rooms[room] = _Room()
+        local = _state.topics[topic] = _Topic()
     return local
 
 
@@ -227,7 +234,7 @@ def _decrement(counter: Counter, key) -> int:
     return max(left, 0)
 
 
-async def _joiner_snapshot(local: _Room) -> _Snapshot:
+async def _joiner_snapshot(local: _Topic) -> _Snapshot:
     """Return a snapshot that includes every join so far, shared by a burst of joiners."""
     loop = asyncio.get_running_loop()
     wait = local.built_at + local.build_seconds * BATCH_COST_FACTOR - time.monotonic()
@@ -242,7 +249,7 @@ async def _joiner_snapshot(local: _Room) -> _Snapshot:
     return await waiter
 
 
-def _end_batch(local: _Room) -> None:
+def _end_batch(local: _Topic) -> None:
     """Called when a batch's wait is over: give its joiners one snapshot."""
     batch, local.batch = local.batch or [], None
     snapshot = local.snapshot()
@@ -252,17 +259,17 @@ def _end_batch(local: _Room) -> None:
 
 
 def _apply_others(others: dict) -> None:
-    """Take the other processes' snapshots just read into each room's counts."""
+    """Take the other processes' snapshots just read into each topic's counts."""
     before = _state.others
     for pid in set(before) | set(others):
-        old, new = before.get(pid, {}).get("rooms", {}), others.get(pid, {}).get("rooms", {})
+        old, new = before.get(pid, {}).get("topics", {}), others.get(pid, {}).get("topics", {})
         if old == new:
             continue
-        for room in set(old) | set(new):
-            was, now = set(old.get(room, ())), set(new.get(room, ()))
+        for topic in set(old) | set(new):
+            was, now = set(old.get(topic, ())), set(new.get(topic, ()))
             if was == now:
                 continue
-            local = _room(room)
+            local = _topic(topic)
             for name in now - was:
                 local.add(name)
             for name in was - now:
@@ -288,7 +295,7 @@ async def _refresh_others() -> None:
 async def _write_snapshot() -> None:
     """Publish this process's connections for the other processes to read."""
     snapshot = {
-        "rooms": {room: sorted(local.local) for room, local in _state.rooms.items() if local.local},
+        "topics": {topic: sorted(local.local) for topic, local in _state.topics.items() if local.local},
         "users": {str(uid): n for uid, n in _state.user_connections.items()},
     }
     ttl = settings.REALTIME_PRESENCE_TTL
@@ -303,10 +310,10 @@ async def _write_snapshot() -> None:
 
 
 async def _send_diffs() -> None:
-    """Tell each listener how its room changed since it last heard (one encoding per baseline)."""
-    for room, local in list(_state.rooms.items()):
+    """Tell each listener how its topic changed since it last heard (one encoding per baseline)."""
+    for topic, local in list(_state.topics.items()):
         if local.idle():
-            del _state.rooms[room]
+            del _state.topics[topic]
             continue
         if not local.behind or not local.listeners:
             continue
@@ -355,5 +362,5 @@ def _ensure_ticker() -> None:
     loop = asyncio.get_running_loop()
     ticker = _state.ticker
     if ticker is None or ticker.done() or ticker.get_loop() is not loop:
-        # A context of its own: it serves every room, and outlives the connection that started it.
+        # A context of its own: it serves every topic, and outlives the connection that started it.
         _state.ticker = loop.create_task(_tick(), name="realtime-presence", context=contextvars.Context())

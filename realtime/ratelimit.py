@@ -1,4 +1,4 @@
-"""Per-user, per-room message rate limit kept in Django's cache.
+"""Per-user rate limits kept in Django's cache, keyed by what is limited (a topic's group).
 
 WebSocket frames and HTTP posts count together; with ``REDIS_URL`` the cache
 is Redis, so every server process counts against the same window.
@@ -38,22 +38,22 @@ def parse_rate(text: str) -> Rate:
     return Rate(int(count), int(amount or 1) * {"s": 1, "m": 60, "h": 3600}[unit])
 
 
-async def allow(*, user_id: int, room: str) -> bool:
-    """Record one message by ``user_id`` in ``room``; return False when over the limit.
+async def allow(*, user_id: int, key: str, rate: str | None = None) -> bool:
+    """Record one hit by ``user_id`` on ``key``; return False when over ``rate`` (REALTIME_RATE_LIMIT).
 
     A sliding log of timestamps, so the limit holds across window edges.
     Concurrent processes may race on the read-modify-write and let a message
     or two more through; the limit is a flood guard, not an accounting.
     """
-    rate = parse_rate(settings.REALTIME_RATE_LIMIT)
-    key = f"realtime:rate:{user_id}:{room}"
+    limit = parse_rate(rate or settings.REALTIME_RATE_LIMIT)
+    cache_key = f"realtime:rate:{user_id}:{key}"
     now = time.time()
     try:
-        stamps = [t for t in (await cache_call("get", key) or []) if t > now - rate.seconds]
-        if len(stamps) >= rate.count:
+        stamps = [t for t in (await cache_call("get", cache_key) or []) if t > now - limit.seconds]
+        if len(stamps) >= limit.count:
             return False
         stamps.append(now)
-        await cache_call("set", key, stamps, timeout=int(rate.seconds) + 1)
+        await cache_call("set", cache_key, stamps, timeout=int(limit.seconds) + 1)
     except REDIS_ERRORS as exc:
         # Fail open: losing the flood guard for a moment beats refusing every message.
         logger.warning("rate-limit cache unavailable, message allowed: %s", exc)

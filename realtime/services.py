@@ -23,3 +23,20 @@ def require_redis() -> None:
         ).ping()
     except redis.RedisError as exc:
         raise ImproperlyConfigured(f"REDIS_URL={url} is set but Redis is not reachable: {exc}") from exc
+
+
+def require_shared_layer(what: str) -> None:
+    """Raise ImproperlyConfigured unless a publish from this process reaches the server's clients.
+
+    The in-process layer lives inside the server: a send from another process
+    (a management command, a worker) would reach nobody, so say so instead
+    of pretending. ``what`` names the caller in the message.
+    """
+    from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+    if isinstance(get_channel_layer(), InMemoryChannelLayer):
+        raise ImproperlyConfigured(
+            f"{what} needs REDIS_URL: the in-process channel layer cannot "
+            "reach the running server from another process."
+        )
+    require_redis()

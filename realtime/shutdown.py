@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable
 
 logger = logging.getLogger(__name__)
 
-SERVICE_RESTART = 1012
 GRACE_SECONDS = 0.5
 
 Closer = Callable[[], Awaitable[None]]

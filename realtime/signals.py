@@ -1,4 +1,4 @@
-"""Model and auth signals that become live events and connection notices."""
+"""Auth and token signals that become connection notices: a credential that ends ends its connections."""
 
 from __future__ import annotations
 
@@ -9,20 +9,10 @@ from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from . import events
-from .lifecycle import SESSION_ENDED, USER_DEACTIVATED
-from .models import ApiToken, Message
+from .codes import SESSION_ENDED, USER_DEACTIVATED
+from .models import ApiToken
 
 User = get_user_model()
-
-
-@receiver(post_delete, sender=Message)
-def message_deleted(sender, instance: Message, **kwargs) -> None:
-    """Called after any deletion of a message (admin, author, shell): tell the room."""
-    # Read both now: Django sets instance.pk to None once the delete is done.
-    slug, event = instance.room.slug, events.message_deleted(instance.pk)
-    # Publish once the deletion is committed, so a client that refetches
-    # history does not see the message again.
-    transaction.on_commit(lambda: events.publish_sync(slug, event))
 
 
 @receiver(user_logged_out)

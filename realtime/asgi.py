@@ -1,0 +1,63 @@
+"""The project's ASGI application: Django for HTTP and SSE, the handshake bridge for WebSockets.
+
+:class:`ConnectionsReleased` wraps both. It starts the apps' background
+jobs on the first call (realtime.background), and it is the backstop of
+the connection lifecycle: a live connection opened while serving an HTTP
+request (an SSE stream) is registered with :func:`hold`, and released when
+the ASGI call ends, however it ends. Django drops a response whose request
+was cut during the middleware's post-processing without closing it, and a
+stream generator that never started has no ``finally`` to run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.routing import ProtocolTypeRouter
+from django.http import HttpRequest
+
+from . import background
+from .handshake import DjangoMiddlewareWebSocketRouter
+
+# Scope key this module adds: the connections to release when the HTTP call ends.
+HELD = "realtime.held"
+
+
+def hold(request: HttpRequest, connection: Any) -> None:
+    """Release ``connection`` when the ASGI call serving ``request`` ends (if it was not already)."""
+    held = request.scope.get(HELD) if hasattr(request, "scope") else None
+    if held is not None:
+        held.append(connection)
+
+
+class ConnectionsReleased:
+    """ASGI middleware: background jobs started, and held connections released on every exit."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive, send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        background.ensure_started()
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope = dict(scope)
+        held: list = []
+        scope[HELD] = held
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            for connection in held:
+                connection.release()
+
+
+def application(http_app, websocket_urlconf: str) -> ConnectionsReleased:
+    """Return the ASGI app: ``http_app`` (Django's) and WebSockets routed by ``websocket_urlconf``."""
+    return ConnectionsReleased(
+        ProtocolTypeRouter(
+            {"http": http_app, "websocket": DjangoMiddlewareWebSocketRouter(websocket_urlconf)}
+        )
+    )

@@ -1,0 +1,154 @@
+"""Background work of apps: started with the server, stopped on SIGTERM, one at a time if asked.
+
+An app registers a job in its ``AppConfig.ready()``::
+
+    background.register("ticker-feed", feed.run, exclusive=True)
+
+Neither Daphne nor uvicorn as ``make serve`` runs it (``--lifespan off``)
+sends lifespan events, so jobs start on the process's first request or
+connection (realtime.asgi calls :func:`ensure_started`), on whatever event
+loop serves it. SIGTERM cancels them (realtime.shutdown). A job that fails
+is logged and started again a second later.
+
+``exclusive=True``: with ``REDIS_URL``, one process of the cluster runs the
+job at a time. Every process runs a candidate; the one holding a Redis lock
+(redis-py's ``Lock``: ``SET NX PX`` and atomic, owner-checked renewal) runs
+the job, renews the lock at a third of its timeout and cancels the job the
+moment a renewal fails; the others take over within one timeout. Without
+Redis there is one process, so the job just runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from django.conf import settings
+from redis.exceptions import LockError
+
+from . import shutdown
+from .services import REDIS_ERRORS
+
+logger = logging.getLogger(__name__)
+
+LEASE_SECONDS = 3.0
+RESTART_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Job:
+    """A long-running coroutine function of an app, and whether it runs on one process only."""
+
+    name: str
+    run: Callable[[], Awaitable[None]]
+    exclusive: bool = False
+
+
+_jobs: dict[str, Job] = {}
+_tasks: list[asyncio.Task] = []
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def register(name: str, run: Callable[[], Awaitable[None]], *, exclusive: bool = False) -> None:
+    """Run ``run()`` in the background of every server process (of one, if ``exclusive``)."""
+    _jobs[name] = Job(name, run, exclusive)
+
+
+def ensure_started() -> None:
+    """Start the registered jobs on the running event loop, once per loop; cheap when started."""
+    global _loop, _tasks
+    loop = asyncio.get_running_loop()
+    if _loop is loop or not _jobs or shutdown.draining():
+        return
+    _loop = loop
+    # Contexts of their own: they serve the whole process, not the request that started them.
+    _tasks = [
+        loop.create_task(_supervise(job), name=f"realtime-job-{job.name}", context=contextvars.Context())
+        for job in _jobs.values()
+    ]
+    shutdown.register(stop)
+
+
+async def stop() -> None:
+    """Cancel every job of this process and wait for them (SIGTERM; tests)."""
+    global _loop
+    tasks, _loop = list(_tasks), None
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    shutdown.unregister(stop)
+
+
+def running() -> list[str]:
+    """Return the names of the jobs supervised on this process."""
+    return [job.name for job, task in zip(_jobs.values(), _tasks, strict=False) if not task.done()]
+
+
+async def _supervise(job: Job) -> None:
+    """Run ``job`` (while holding its lease, if exclusive); start it again if it fails."""
+    lease = _Lease(job.name) if job.exclusive and settings.REDIS_URL else None
+    try:
+        while True:
+            if lease is not None and not await lease.acquire():
+                await asyncio.sleep(LEASE_SECONDS / 3)
+                continue
+            await _run_once(job, lease)
+            await asyncio.sleep(RESTART_SECONDS)
+    finally:
+        if lease is not None:
+            await lease.close()
+
+
+async def _run_once(job: Job, lease: _Lease | None) -> None:
+    """Run the job until it ends or its lease is lost."""
+    task = asyncio.ensure_future(job.run())
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=LEASE_SECONDS / 3)
+            if lease is not None and not task.done() and not await lease.renew():
+                logger.warning("background job %s lost its lease; another process takes over", job.name)
+                return
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("background job %s failed; restarting", job.name, exc_info=task.exception())
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+class _Lease:
+    """A Redis lock that says which process runs an exclusive job."""
+
+    def __init__(self, name: str) -> None:
+        self.client = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        self.lock = self.client.lock(f"realtime:job:{name}", timeout=LEASE_SECONDS, blocking=False)
+
+    async def acquire(self) -> bool:
+        """Return whether this process holds the lease now."""
+        try:
+            return bool(await self.lock.acquire())
+        except REDIS_ERRORS as exc:
+            logger.warning("lease %s: Redis unavailable: %r", self.lock.name, exc)
+            return False
+
+    async def renew(self) -> bool:
+        """Extend the lease to a full timeout; return False if it was lost."""
+        try:
+            await self.lock.reacquire()
+            return True
+        except (LockError, *REDIS_ERRORS):
+            return False
+
+    async def close(self) -> None:
+        """Give the lease back (another process takes over at once) and close the client."""
+        with contextlib.suppress(LockError, *REDIS_ERRORS):
+            await self.lock.release()
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self.client.aclose()

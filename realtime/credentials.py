@@ -1,0 +1,215 @@
+"""One identity, end to end: what ends a live connection, and the check it runs.
+
+A connection (WebSocket or SSE stream) remembers the credential it was
+opened with and listens to that credential's groups. Logging out, changing
+the password, deactivating the user or revoking the token sends a notice
+there (realtime.signals); every connection also re-checks its credential
+periodically, so an expired session ends its connections too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import heapq
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.contrib.auth import get_user, get_user_model
+from django.http import HttpRequest
+
+from . import events
+from .codes import SESSION_ENDED, USER_DEACTIVATED
+from .db import db_call
+from .models import ApiToken
+from .sessions import SessionStore, follow_moves
+
+logger = logging.getLogger(__name__)
+
+# A password change cycles the changer's session key just after the user is
+# saved; a failed check is retried once after this grace before closing.
+REVALIDATE_GRACE = 1.0
+
+
+class ReadOnlySession(SessionStore):
+    """A session to check, never to change.
+
+    ``aget_user`` flushes a session that fails verification and cycles one
+    verified by a fallback secret. From a background check that would race
+    the request that owns the session (a password change saves it after the
+    user), so here both are no-ops; the owner's next request does them.
+    """
+
+    # Django signs session data with a salt made of the class name; keep the
+    # real store's, or nothing would decode.
+    key_salt = "django.contrib.sessions." + SessionStore.__qualname__
+
+    def flush(self) -> None:
+        pass
+
+    async def aflush(self) -> None:
+        pass
+
+    def cycle_key(self) -> None:
+        pass
+
+    async def acycle_key(self) -> None:
+        pass
+
+
+@dataclass
+class Credential:
+    """The identity a connection was opened with."""
+
+    user_id: int
+    session_key: str | None = None
+    token_id: int | None = None
+
+    @classmethod
+    def of(cls, request: HttpRequest, user) -> Credential:
+        """Return the credential that authenticated ``request`` as ``user``."""
+        token = getattr(request, "auth_token", None)
+        if token is not None:
+            return cls(user_id=user.pk, token_id=token.pk)
+        session = getattr(request, "session", None)
+        return cls(user_id=user.pk, session_key=session.session_key if session else None)
+
+    def groups(self) -> list[str]:
+        """Return the groups whose notices apply to this connection."""
+        groups = [events.user_group(self.user_id)]
+        if self.session_key:
+            groups.append(events.session_group(self.session_key))
+        if self.token_id is not None:
+            groups.append(events.token_group(self.token_id))
+        return groups
+
+
+@db_call
+def check(credential: Credential) -> int | None:
+    """Return None while the credential still holds, else the close code (one DB thread hop).
+
+    Sessions are checked with Django's own ``get_user``, so a connection
+    holds exactly as long as a view would accept the same cookie.
+    """
+    user = get_user_model().objects.filter(pk=credential.user_id).first()
+    if user is None:
+        return SESSION_ENDED
+    if not user.is_active:
+        return USER_DEACTIVATED
+    if credential.token_id is not None:
+        live = ApiToken.objects.filter(pk=credential.token_id, revoked=False).exists()
+        return None if live else SESSION_ENDED
+    if not credential.session_key:
+        return SESSION_ENDED
+    credential.session_key = follow_moves(credential.session_key)
+    probe = HttpRequest()
+    probe.session = ReadOnlySession(credential.session_key)
+    session_user = get_user(probe)
+    return None if session_user.pk == credential.user_id else SESSION_ENDED
+
+
+async def recheck(credential: Credential) -> int | None:
+    """Check after a REVALIDATE notice, allowing a password change to finish."""
+    code = await check(credential)
+    if code == SESSION_ENDED:
+        await asyncio.sleep(REVALIDATE_GRACE)
+        code = await check(credential)
+    return code
+
+
+@dataclass(eq=False)
+class Watch:
+    """One connection's periodic credential check; ``cancel()`` it when the connection ends."""
+
+    credential: Credential
+    end: Callable[[int], Awaitable[None]]
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        """Stop checking (the connection ended)."""
+        self.cancelled = True
+
+
+@dataclass
+class _Watches:
+    """Every watched connection of one event loop, by due time, and the one task that checks them."""
+
+    loop: asyncio.AbstractEventLoop
+    due: list[tuple[float, int, Watch]] = field(default_factory=list)  # a heap
+    task: asyncio.Task | None = None
+
+
+_watches: _Watches | None = None
+_order = itertools.count()  # ties in the heap: first watched, first checked
+
+
+def watch(credential: Credential, end: Callable[[int], Awaitable[None]]) -> Watch:
+    """Re-check ``credential`` every REALTIME_REVALIDATE_SECONDS; call ``end(code)`` once it fails.
+
+    One task per process checks every connection when it is due, rather
+    than a sleeping task per connection: a socket held idle costs a heap entry.
+    """
+    global _watches
+    loop = asyncio.get_running_loop()
+    if _watches is None or _watches.loop is not loop:
+        _watches = _Watches(loop)  # the connections of an earlier loop (tests) are gone
+    handle = Watch(credential, end)
+    heapq.heappush(_watches.due, (loop.time() + settings.REALTIME_REVALIDATE_SECONDS, next(_order), handle))
+    if _watches.task is None or _watches.task.done():
+        # A context of its own: it serves every connection, and outlives the one that started it.
+        _watches.task = loop.create_task(
+            _check_due(_watches), name="realtime-credential-watch", context=contextvars.Context()
+        )
+    return handle
+
+
+async def _check_due(watches: _Watches) -> None:
+    """Check each watched credential when due, until nothing is watched."""
+    loop = watches.loop
+    while watches.due:
+        # At most a second asleep: a watch added meanwhile may be due sooner (a shorter setting).
+        await asyncio.sleep(min(1.0, max(0.0, watches.due[0][0] - loop.time())))
+        while watches.due and watches.due[0][0] <= loop.time():
+            _, _, handle = heapq.heappop(watches.due)
+            if handle.cancelled:
+                continue
+            try:
+                code = await check(handle.credential)
+            except Exception:  # the database may blink; check again next period
+                logger.warning("credential check failed; retrying next period", exc_info=True)
+                code = None
+            if handle.cancelled:
+                continue
+            if code is None:
+                entry = (loop.time() + settings.REALTIME_REVALIDATE_SECONDS, next(_order), handle)
+                heapq.heappush(watches.due, entry)
+            else:
+                with contextlib.suppress(Exception):  # a connection already gone
+                    await handle.end(code)
+
+
+_rechecks: set[asyncio.Task] = set()
+
+
+def spawn_recheck(
+    credential: Credential,
+    end: Callable[[int], Awaitable[None]],
+    moved: Callable[[], Awaitable[None]],
+) -> None:
+    """Re-check in the background; ``end(code)`` on failure, ``moved()`` if the session key moved."""
+
+    async def run() -> None:
+        key = credential.session_key
+        code = await recheck(credential)
+        if code is not None:
+            await end(code)
+        elif credential.session_key != key:
+            await moved()
+
+    task = asyncio.get_running_loop().create_task(run(), name="realtime-credential-recheck")
+    _rechecks.add(task)  # keep a reference until done (asyncio holds tasks weakly)
+    task.add_done_callback(_rechecks.discard)

@@ -1,0 +1,288 @@
+// LiveClient: one live connection to one topic, whatever the transport.
+//
+//   const client = new Realtime.LiveClient({
+//     wsUrl: "/ws/ticker/",
+//     sseUrl: "/sse/ticker/",
+//     on: { hello(event) {}, prices(event) { render(event); } },
+//   });
+//   client.connect();
+//
+// WebSocket first, Server-Sent Events when WebSockets cannot get through
+// (transport-policy.js; ?transport=websocket|sse in the page's URL forces
+// one); reconnects with exponential backoff and full jitter (backoff.js);
+// catches up after the last event id the app holds; stops for good on the
+// fatal close codes 4401 and 4403; shows which transport is live.
+//
+// Options (only wsUrl or sseUrl is required; with just one, that one is used):
+//   wsUrl, sseUrl     the topic's WebSocket and SSE paths (or absolute URLs)
+//   on                { type: handler(event, client) }: one per server event
+//                     type; other types are ignored (an old page survives a
+//                     newer server). Handlers are called with ``this`` = on.
+//   events            the event names the SSE stream carries (default: the keys of on)
+//   lastId()          for a log-based topic: the newest event id the app holds.
+//                     Each attempt resumes after it (?after=<id> on both
+//                     transports), and the app de-duplicates by id. Omit it
+//                     for a snapshot topic: the server sends the latest state.
+//   resumeParam       the query parameter that carries lastId() (default
+//                     "after"), or (id) => ({ param: value, ... })
+//   onStatus(state, transport, text)
+//                     state: connecting | live | reconnecting | offline | ended;
+//                     transport: "WebSocket" | "SSE" | null; text for people.
+//                     Default: LiveClient.statusWriter(), which writes into
+//                     every element with a data-live-status attribute
+//                     (data-state = state, text content = text).
+//   onLive(transport) the first event (hello) of a connection arrived
+//   onDown(info)      a connection or attempt ended ({ code, reason, wasOpen });
+//                     a reconnect follows unless the client ended
+//   onEnd(reason, code)  the session or the account is gone: nothing follows
+//   fatalCodes        { closeCode: reason } (default LiveClient.FATAL_CODES)
+//   sessionUrl        asked after a refused handshake or a lost SSE stream
+//                     (neither shows a status): 401 there ends the client as
+//                     4401 would, 403 as 4403 (default "/api/me"; null: never ask)
+//   transport         "websocket" | "sse" forces one (default: ?transport= of the page)
+//   pageLifecycle     default true: "pagehide" stops, "pageshow" from the
+//                     back/forward cache connects again, "online" retries now
+//   backoff, policy   a Backoff and a TransportPolicy, to tune or test
+//
+// Methods: connect(), send(frame) -> bool (false when not live or on SSE),
+// stop(), restart(), reconnectNow(), end(reason, code).
+// Properties: live, canSend, transport ("WebSocket" | "SSE" | null), ended.
+(function (Realtime) {
+  "use strict";
+
+  const STABLE_AFTER_MS = 10000; // a connection open this long resets the backoff
+  // Close codes after which reconnecting cannot help (the wire contract, section 3).
+  const FATAL_CODES = {
+    4401: "Your session ended (you logged out, or it expired).",
+    4403: "Your account was deactivated.",
+  };
+  const SESSION_STATUSES = { 401: 4401, 403: 4403 };
+
+  /** Return an onStatus that writes into the elements ``target`` selects (or that element). */
+  function statusWriter(target = "[data-live-status]") {
+    return (state, transport, text) => {
+      const nodes = typeof target === "string" ? document.querySelectorAll(target) : [target];
+      for (const node of nodes) {
+        node.dataset.state = state; // a stable word tests and CSS can read
+        node.textContent = text;
+      }
+    };
+  }
+
+  /** Return ``path`` as an absolute URL (ws: or wss: for a WebSocket) with ``params`` added. */
+  function absoluteUrl(path, { websocket = false, params = {} } = {}) {
+    if (!path) return null;
+    const url = new URL(path, location.href);
+    if (websocket && url.protocol === "https:") url.protocol = "wss:";
+    if (websocket && url.protocol === "http:") url.protocol = "ws:";
+    for (const [name, value] of Object.entries(params)) url.searchParams.set(name, String(value));
+    return url.href;
+  }
+
+  class LiveClient {
+    constructor({
+      wsUrl = null,
+      sseUrl = null,
+      on = {},
+      events = null,
+      lastId = null,
+      resumeParam = "after",
+      onStatus = statusWriter(),
+      onLive = () => {},
+      onDown = () => {},
+      onEnd = () => {},
+      fatalCodes = FATAL_CODES,
+      sessionUrl = "/api/me",
+      transport = undefined,
+      pageLifecycle = true,
+      backoff = new Realtime.Backoff(),
+      policy = null,
+    }) {
+      if (!wsUrl && !sseUrl) throw new TypeError("LiveClient needs wsUrl, sseUrl or both");
+      this.wsUrl = wsUrl;
+      this.sseUrl = sseUrl;
+      this.on = on;
+      this.events = events || Object.keys(on);
+      this.lastId = lastId;
+      this.resumeParam = typeof resumeParam === "function" ? resumeParam : (id) => ({ [resumeParam]: id });
+      this.onStatus = onStatus;
+      this.onLive = onLive;
+      this.onDown = onDown;
+      this.onEnd = onEnd;
+      this.fatalCodes = fatalCodes;
+      this.sessionUrl = sessionUrl;
+      this.backoff = backoff;
+      let forced = transport === undefined ? Realtime.TransportPolicy.forcedByLocation() : transport;
+      if (!sseUrl) forced = "websocket";
+      if (!wsUrl) forced = "sse";
+      this.policy = policy || new Realtime.TransportPolicy({ forced });
+      this.policy.onProbeDue = () => this.restart();
+      this.current = null; // the transport of the attempt under way, if any
+      this.live = false; // the current connection delivered its first event
+      this.ended = false; // for good: the session or the user is gone
+      this.stopped = false; // for now: the page was left, it may come back
+      this.stableTimer = null;
+      this.retryTimer = null;
+      this.countdownTimer = null;
+      if (pageLifecycle) {
+        window.addEventListener("online", () => this.reconnectNow());
+        window.addEventListener("pagehide", () => this.stop());
+        window.addEventListener("pageshow", (e) => e.persisted && this.connect());
+      }
+    }
+
+    /** The live transport's name: "WebSocket", "SSE", or null between connections. */
+    get transport() {
+      return this.current ? this.current.name : null;
+    }
+
+    /** Whether send() can deliver a frame now (live, and over a WebSocket). */
+    get canSend() {
+      return this.live && Boolean(this.current && this.current.canSend);
+    }
+
+    // -- connection life --------------------------------------------------
+
+    connect() {
+      if (this.ended || this.current) return;
+      this.stopped = false;
+      this.clearRetry();
+      const id = this.lastId ? this.lastId() : null;
+      const params = id === null || id === undefined ? {} : this.resumeParam(id);
+      const transport = this.policy.make({
+        websocket: { url: absoluteUrl(this.wsUrl, { websocket: true, params }) },
+        sse: { url: absoluteUrl(this.sseUrl, { params }), events: this.events },
+        onOpen: () => this.opened(transport),
+        onEvent: (event) => transport === this.current && this.receive(event),
+        onClose: (info) => transport === this.current && this.closed(transport, info),
+      });
+      this.current = transport;
+      this.status("connecting", "connecting…");
+      transport.connect();
+    }
+
+    opened(transport) {
+      if (transport !== this.current) return;
+      clearTimeout(this.stableTimer);
+      this.stableTimer = setTimeout(() => this.backoff.reset(), STABLE_AFTER_MS);
+    }
+
+    receive(event) {
+      if (!this.live) {
+        // The first event of a connection (hello, by the contract) makes it live.
+        this.live = true;
+        this.status("live", `live · ${this.transport}`);
+        this.onLive(this.transport);
+      }
+      const handler = this.on[event.type];
+      if (handler) handler.call(this.on, event, this);
+    }
+
+    closed(transport, info) {
+      this.current = null;
+      this.live = false;
+      clearTimeout(this.stableTimer);
+      this.onDown(info);
+      if (info.code in this.fatalCodes) {
+        this.end(this.fatalCodes[info.code], info.code);
+      } else if (!info.wasOpen || !transport.reportsCloseCodes) {
+        // A refused handshake looks like a network error (1006) to a browser,
+        // and an SSE stream shows neither code nor status: ask the server
+        // whether the session is the reason before retrying.
+        this.status("reconnecting", "reconnecting…");
+        this.checkSession().then((code) => {
+          if (code) this.end(this.fatalCodes[code] || FATAL_CODES[code], code);
+          else this.scheduleReconnect();
+        });
+      } else {
+        this.scheduleReconnect();
+      }
+    }
+
+    /** Return 4401 or 4403 when the session or the account is gone, else null. */
+    async checkSession() {
+      if (!this.sessionUrl) return null;
+      try {
+        const response = await fetch(this.sessionUrl, { credentials: "same-origin", cache: "no-store" });
+        return SESSION_STATUSES[response.status] || null;
+      } catch {
+        return null; // the network is down, not the session: keep retrying
+      }
+    }
+
+    scheduleReconnect() {
+      if (this.ended || this.stopped || this.current || this.retryTimer) return;
+      const delay = this.backoff.next();
+      const deadline = Date.now() + delay;
+      const tick = () => {
+        const seconds = Math.max(1, Math.ceil((deadline - Date.now()) / 1000));
+        const state = navigator.onLine === false ? "offline" : "reconnecting";
+        const prefix = state === "offline" ? "offline · retrying" : "reconnecting";
+        this.status(state, `${prefix} in ${seconds} s…`);
+      };
+      tick();
+      this.countdownTimer = setInterval(tick, 1000);
+      this.retryTimer = setTimeout(() => {
+        this.clearRetry();
+        this.connect();
+      }, delay);
+    }
+
+    /** Drop the live connection on purpose and connect again (e.g. to try another transport). */
+    restart() {
+      if (this.ended || !this.current) return;
+      this.current.close();
+      this.current = null;
+      this.live = false;
+      this.connect();
+    }
+
+    /** Skip the wait (the network came back, the page became visible again). */
+    reconnectNow() {
+      if (!this.retryTimer) return;
+      this.backoff.reset();
+      this.clearRetry();
+      this.connect();
+    }
+
+    clearRetry() {
+      clearTimeout(this.retryTimer);
+      clearInterval(this.countdownTimer);
+      this.retryTimer = null;
+      this.countdownTimer = null;
+    }
+
+    /** Close on purpose (the page is left): no reconnect follows until connect(). */
+    stop() {
+      this.stopped = true;
+      this.clearRetry();
+      clearTimeout(this.stableTimer);
+      if (this.current) this.current.close();
+      this.current = null;
+      this.live = false;
+    }
+
+    /** Stop for good, saying why: the session or the account is gone. */
+    end(reason, code) {
+      this.ended = true;
+      this.stop();
+      this.status("ended", "offline · session ended");
+      this.onEnd(reason, code);
+    }
+
+    // -- client frames ----------------------------------------------------
+
+    /** Send a frame up the WebSocket; return false when it could not be sent (not live, or on SSE). */
+    send(frame) {
+      return this.canSend && this.current.send(frame);
+    }
+
+    status(state, text) {
+      this.onStatus(state, this.transport, text);
+    }
+  }
+
+  LiveClient.FATAL_CODES = FATAL_CODES;
+  LiveClient.statusWriter = statusWriter;
+  Realtime.LiveClient = LiveClient;
+})((window.Realtime = window.Realtime || {}));
