@@ -6,17 +6,42 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 CHROMIUM ?= /usr/bin/chromium
+NGINX ?= /usr/sbin/nginx
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 # The production flags (measured in bench/): uvloop, httptools, the sans-I/O websockets
 # implementation, no per-message deflate, a listen backlog for connect storms.
+# The log config is uvicorn's own plus realtime.logfilters.RedactCredentials: no token in a log line.
 UVICORN_FLAGS := --loop uvloop --http httptools --ws websockets-sansio --ws-per-message-deflate false \
-	--backlog 4096 --lifespan off --no-access-log --ws-max-size 1048576 --timeout-graceful-shutdown 10
+	--backlog 4096 --lifespan off --no-access-log --ws-max-size 1048576 --timeout-graceful-shutdown 10 \
+	--log-config project/uvicorn_logging.json
+# uvicorn trusts X-Forwarded-Proto/-For from 127.0.0.1 unless told otherwise: only behind a TLS
+# proxy (DJANGO_BEHIND_TLS_PROXY, read as settings.py reads it) and only from FORWARDED_ALLOW_IPS.
+# Shell text that sets "$$@" to the flags; recipes append "$$@" to the uvicorn command.
+PROXY_ARGS := case "$$(printf %s "$${DJANGO_BEHIND_TLS_PROXY:-}" | tr -d '[:space:]' | tr A-Z a-z)" in \
+	1|true|yes|on) set -- --proxy-headers --forwarded-allow-ips "$${FORWARDED_ALLOW_IPS:-127.0.0.1}";; \
+	*) set -- --no-proxy-headers;; esac
+# $(call apt-install,<packages>,<what for>): install Debian packages when root, else stop naming the command.
+apt-install = if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "make: installing $(1) ($(2))"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1); \
+	else \
+	  echo "make: $(2) needs the Debian packages: $(1). Install them with:" >&2; \
+	  echo "    sudo apt-get update && sudo apt-get install -y $(1)" >&2; exit 1; \
+	fi
+# How make test starts the local services when they are down (as root), or tells you to.
+REDIS_START := mkdir -p /var/lib/redis /var/log/redis && redis-server --daemonize yes --bind 127.0.0.1 -::1 \
+	--port 6379 --save '' --appendonly no --dir /var/lib/redis --logfile /var/log/redis/redis-server.log
+PG_START := pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | tail -n 1) main start
+REDIS_PING := $(BIN)/python -c "import redis; redis.Redis.from_url('$(TEST_REDIS_URL)', socket_connect_timeout=3).ping()"
+PG_PING := $(BIN)/python -c "import psycopg; psycopg.connect('$(TEST_DATABASE_URL)', connect_timeout=3).close()"
 INSTALLED := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: setup migrate run run-cluster serve test test-fast bench lint fmt clean
+.PHONY: setup migrate run run-cluster serve test test-fast system-deps services bench lint fmt clean
 
 $(INSTALLED): requirements.txt
+	@test -x $(BIN)/python || $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || \
+		{ $(call apt-install,python3-venv,a virtual environment in $(VENV)); }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
@@ -38,9 +63,9 @@ run-cluster: migrate
 		"processes share events, presence and rate limits through it. Set DATABASE_URL for PostgreSQL." >&2; exit 1; }
 	$(BIN)/python manage.py seed_demo
 	@echo "Serving http://127.0.0.1:$(PORT) and http://127.0.0.1:$$(($(PORT)+1)) as one app; Ctrl-C stops both."
-	trap 'kill 0' INT TERM; \
-	$(BIN)/uvicorn project.asgi:application --port $(PORT) $(UVICORN_FLAGS) & \
-	$(BIN)/uvicorn project.asgi:application --port $$(($(PORT)+1)) $(UVICORN_FLAGS) & \
+	trap 'kill 0' INT TERM; $(PROXY_ARGS); \
+	$(BIN)/uvicorn project.asgi:application --port $(PORT) $(UVICORN_FLAGS) "$$@" & \
+	$(BIN)/uvicorn project.asgi:application --port $$(($(PORT)+1)) $(UVICORN_FLAGS) "$$@" & \
 	wait
 
 ## serve: the production way: DEBUG off unless set, uvicorn, static files by WhiteNoise
@@ -50,18 +75,64 @@ serve: setup
 	export DJANGO_DEBUG=$${DJANGO_DEBUG:-0} DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-$$(cat .secret_key)}; \
 	$(BIN)/python manage.py migrate --noinput -v0 && \
 	$(BIN)/python manage.py collectstatic --noinput -v0 && \
+	$(PROXY_ARGS) && \
 	exec $(BIN)/uvicorn project.asgi:application --host $${HOST:-127.0.0.1} --port $(PORT) \
-		$(UVICORN_FLAGS)
+		$(UVICORN_FLAGS) "$$@"
+
+## system-deps: the Debian packages the tests drive: chromium (browser tests), nginx (reverse-proxy test).
+## Installed when make runs as root; otherwise make stops and prints the command.
+system-deps:
+	@missing=""; \
+	test -x $(CHROMIUM) || missing="$${missing:+$$missing }chromium"; \
+	test -x $(NGINX) || missing="$${missing:+$$missing }nginx-light"; \
+	if [ -n "$$missing" ]; then $(call apt-install,$$missing,make test); fi; \
+	test -x $(CHROMIUM) || { echo "make test: no chromium at $(CHROMIUM); set CHROMIUM=/path/to/chromium." >&2; exit 1; }; \
+	test -x $(NGINX) || { echo "make test: no nginx at $(NGINX); set NGINX=/path/to/nginx." >&2; exit 1; }
+
+## services: Redis at TEST_REDIS_URL and PostgreSQL at TEST_DATABASE_URL. Started when down, local
+## and make runs as root (as a Debian machine without systemd needs); otherwise make stops and
+## prints the command that starts them.
+services: setup
+	@if ! err=$$($(REDIS_PING) 2>&1); then \
+	  case "$(TEST_REDIS_URL)" in redis://127.0.0.1:6379*|redis://localhost:6379*) local=1;; *) local=;; esac; \
+	  if [ -n "$$local" ] && [ "$$(id -u)" = 0 ] && command -v redis-server >/dev/null; then \
+	    echo "make test: Redis is down; starting it: $(REDIS_START)"; \
+	    $(REDIS_START); \
+	    for _ in 1 2 3 4 5 6 7 8 9 10; do $(REDIS_PING) 2>/dev/null && break; sleep 1; done; \
+	    $(REDIS_PING) || { echo "make test: Redis would not start; see /var/log/redis/redis-server.log" >&2; exit 1; }; \
+	  else \
+	    echo "make test: Redis is not reachable at $(TEST_REDIS_URL): $$(printf '%s\n' "$$err" | grep -E '^[A-Za-z_.]*(Error|Exception)' | tail -n 1)" >&2; \
+	    echo "Start it with:" >&2; \
+	    command -v redis-server >/dev/null || echo "    sudo apt-get update && sudo apt-get install -y redis-server" >&2; \
+	    echo "    sudo sh -c \"$(REDIS_START)\"" >&2; \
+	    echo "or point TEST_REDIS_URL at a Redis server." >&2; exit 1; \
+	  fi; \
+	fi
+	@if ! err=$$($(PG_PING) 2>&1); then \
+	  case "$(TEST_DATABASE_URL)" in *@127.0.0.1:5432/*|*@localhost:5432/*) local=1;; *) local=;; esac; \
+	  if [ -n "$$local" ] && [ "$$(id -u)" = 0 ] && [ -d /etc/postgresql ] && ! pg_isready -q -h 127.0.0.1 -p 5432; then \
+	    echo "make test: PostgreSQL is down; starting it: $(PG_START)"; \
+	    $(PG_START); \
+	    for _ in $$(seq 30); do $(PG_PING) 2>/dev/null && break; sleep 1; done; \
+	    $(PG_PING) || { echo "make test: PostgreSQL would not start, or refuses $(TEST_DATABASE_URL) (above)" >&2; exit 1; }; \
+	  else \
+	    echo "make test: PostgreSQL is not reachable at $(TEST_DATABASE_URL): $$(printf '%s\n' "$$err" | grep -E '^[A-Za-z_.]*(Error|Exception)' | tail -n 1)" >&2; \
+	    if [ -d /etc/postgresql ]; then \
+	      echo "If it is down, start it with:" >&2; \
+	      echo "    sudo $(PG_START)" >&2; \
+	    else \
+	      echo "Install it with:" >&2; \
+	      echo "    sudo apt-get update && sudo apt-get install -y postgresql" >&2; \
+	      echo "then let postgres connect from 127.0.0.1 without a password and create the database test," >&2; \
+	    fi; \
+	    echo "or point TEST_DATABASE_URL at a PostgreSQL server." >&2; exit 1; \
+	  fi; \
+	fi
 
 ## test: the whole suite, twice: on SQLite (the default) and on PostgreSQL.
-## Needs Debian chromium at $(CHROMIUM), Redis at $(TEST_REDIS_URL) and PostgreSQL at $(TEST_DATABASE_URL).
-test: setup
-	@test -x $(CHROMIUM) || { echo "make test: $(CHROMIUM) is missing; the browser tests will fail." \
-		"Install Debian's chromium (apt-get install chromium) or set CHROMIUM=/path/to/chromium." >&2; }
-	@$(BIN)/python -c "import redis; redis.Redis.from_url('$(TEST_REDIS_URL)', socket_connect_timeout=3).ping()" \
-		2>/dev/null || { echo "make test: Redis is not reachable at $(TEST_REDIS_URL); the Redis tests will fail." >&2; }
-	@$(BIN)/python -c "import psycopg; psycopg.connect('$(TEST_DATABASE_URL)', connect_timeout=3).close()" \
-		2>/dev/null || { echo "make test: PostgreSQL is not reachable at $(TEST_DATABASE_URL)." >&2; exit 1; }
+## Needs Debian chromium at $(CHROMIUM) and nginx at $(NGINX) (system-deps), Redis at $(TEST_REDIS_URL)
+## and PostgreSQL at $(TEST_DATABASE_URL) (services).
+test: setup system-deps services
 	@echo "== make test: the suite on SQLite =="
 	CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest $(PYTEST_ARGS)
 	@echo "== make test: the suite on PostgreSQL ($(TEST_DATABASE_URL)) =="

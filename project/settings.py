@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -29,17 +30,34 @@ def env_list(name: str, default: str) -> list[str]:
 
 
 DEBUG = env_bool("DJANGO_DEBUG", True)
-# The fallback key only ever serves DEBUG; production must set its own.
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or (
-    "django-insecure-realtime-template-development-key" if DEBUG else ""
-)
+# The fallback key only ever serves DEBUG; production must set its own, and
+# without one it stops here rather than answering every request with a 500.
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set and DJANGO_DEBUG is off. Set DJANGO_SECRET_KEY to a long "
+            "random value (python3 -c 'import secrets; print(secrets.token_urlsafe(50))' prints one), "
+            "or run `make serve`, which generates one in .secret_key."
+        )
+    SECRET_KEY = "django-insecure-realtime-template-development-key"
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 # One list for HTTP CSRF and WebSocket origins (realtime.handshake reuses it).
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 # Behind a proxy that terminates TLS (docs/deployment.md): trust its
-# X-Forwarded-Proto, so requests and wss:// handshakes count as https.
+# X-Forwarded-Proto, so requests and wss:// handshakes count as https; then
+# cookies are Secure, plain http is redirected to https (but not /healthz,
+# which a load balancer may probe directly) and browsers are told to keep to
+# https for DJANGO_HSTS_SECONDS (1 hour by default: raise it once https works
+# everywhere; 0 turns HSTS off). `make serve` has uvicorn trust the header
+# only from FORWARDED_ALLOW_IPS then, and from nobody otherwise.
 if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "3600"))
 
 INSTALLED_APPS = [
     # Daphne first: its runserver replaces Django's (Daphne's check E001).
@@ -218,11 +236,24 @@ SESSION_ENGINE = "realtime.sessions"
 # Django's ModelBackend with a user lookup cheap enough for every handshake (realtime/backends.py).
 AUTHENTICATION_BACKENDS = ["realtime.backends.ModelBackend"]
 
+# No credential in a log line: the one handler redacts ?access_token= and
+# Bearer values (realtime/logfilters.py). Django's default "django" handlers
+# would print each of its records a second time, unredacted (under DEBUG), or
+# mail the request's query string (with ADMINS): its records propagate here
+# instead. uvicorn's own loggers get the filter from project/uvicorn_logging.json.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"redact_credentials": {"()": "realtime.logfilters.RedactCredentials"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_credentials"],
+        }
+    },
+    "loggers": {"django": {"handlers": [], "level": "INFO"}},
     "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
 }
 

@@ -1,0 +1,311 @@
+"""A bad production configuration fails fast, TLS-proxy settings hold, and `make test` sets itself up.
+
+Everything here runs real processes: ``manage.py`` with the environment an
+operator would set, ``make serve`` (uvicorn with the Makefile's flags) on a
+free port, and the Makefile's set-up targets.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, LiveServer, free_port, make_live_server
+from tests.live.conftest import assert_refused, recv_json, ws_connect
+
+TLS_WARNINGS = ("security.W004", "security.W008", "security.W012", "security.W016")
+# Settings these tests choose: never inherited from the calling environment.
+_SETTINGS = ("DJANGO_SECRET_KEY", "DJANGO_DEBUG", "DATABASE_URL", "REDIS_URL")
+# Never inherited either; under `make test`, variables given on make's
+# command line travel in MAKEFLAGS and would override ours in a nested make.
+_OUTSIDE = (
+    "DJANGO_BEHIND_TLS_PROXY",
+    "DJANGO_HSTS_SECONDS",
+    "FORWARDED_ALLOW_IPS",
+    "MAKEFLAGS",
+    "MFLAGS",
+    "MAKELEVEL",
+    "MAKEOVERRIDES",
+)
+
+
+def clean_env(base: dict[str, str] | None = None, **overrides: str) -> dict[str, str]:
+    """Return ``base`` with none of the variables above, plus ``overrides``.
+
+    ``base`` defaults to this process's environment; a live server's
+    environment keeps its database settings.
+    """
+    drop = _OUTSIDE if base is not None else _SETTINGS + _OUTSIDE
+    env = {k: v for k, v in (os.environ if base is None else base).items() if k not in drop}
+    return {**env, "DJANGO_SETTINGS_MODULE": "project.settings", **overrides}
+
+
+def manage(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """Run manage.py with a clean environment plus ``env``, on a SQLite file in ``tmp_path``."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=clean_env(SQLITE_PATH=str(tmp_path / "db.sqlite3"), **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def make(*args: str, prefix: list[str] | None = None, **env: str) -> subprocess.CompletedProcess:
+    """Run ``make <args>`` in the repository with a clean environment plus ``env``."""
+    return subprocess.run(
+        [*(prefix or []), "make", "--no-print-directory", *args],
+        cwd=ROOT,
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def long_secret_key() -> str:
+    return secrets.token_urlsafe(50)
+
+
+# --- DEBUG off without a secret key --------------------------------------------------------------
+
+
+def test_debug_off_without_a_secret_key_stops_at_start_with_the_reason(tmp_path):
+    refused = manage(tmp_path, "check", DJANGO_DEBUG="0")
+    assert refused.returncode != 0
+    assert "django.core.exceptions.ImproperlyConfigured: DJANGO_SECRET_KEY is not set" in refused.stderr
+    assert "make serve" in refused.stderr  # the way out is named
+
+    # The same command starts with a key, or with DEBUG on (the development key).
+    assert manage(tmp_path, "check", DJANGO_DEBUG="0", DJANGO_SECRET_KEY=long_secret_key()).returncode == 0
+    assert manage(tmp_path, "check", DJANGO_DEBUG="1").returncode == 0
+
+
+# --- check --deploy behind a TLS proxy -----------------------------------------------------------
+
+
+def deploy_warnings(tmp_path: Path, **env: str) -> set[str]:
+    """Return the TLS-related warning ids `manage.py check --deploy` reports with ``env``."""
+    result = manage(
+        tmp_path, "check", "--deploy", DJANGO_DEBUG="0", DJANGO_SECRET_KEY=long_secret_key(), **env
+    )
+    assert result.returncode == 0, result.stderr
+    return {warning for warning in TLS_WARNINGS if warning in result.stdout + result.stderr}
+
+
+def test_behind_a_tls_proxy_check_deploy_reports_no_cookie_redirect_or_hsts_warning(tmp_path):
+    assert deploy_warnings(tmp_path) == set(TLS_WARNINGS)  # what the setting is for
+    assert deploy_warnings(tmp_path, DJANGO_BEHIND_TLS_PROXY="1") == set()
+
+
+def test_hsts_seconds_zero_turns_hsts_off_and_only_hsts(tmp_path):
+    assert deploy_warnings(tmp_path, DJANGO_BEHIND_TLS_PROXY="1", DJANGO_HSTS_SECONDS="0") == {
+        "security.W004"
+    }
+
+
+# --- make serve: proxy headers, redirects, cookies -------------------------------------------------
+
+
+@contextmanager
+def served(tmp_path: Path, **env: str) -> Iterator[tuple[LiveServer, Path]]:
+    """Run `make serve` (DEBUG off, uvicorn with the Makefile's flags) on a fresh database.
+
+    The database is prepared as for the live tests (tests/conftest.py: its own
+    SQLite file, or PostgreSQL database, demo users alice and bob). Yields the
+    server (for its URL and manage.py) and the path of its combined output.
+    """
+    server = make_live_server(tmp_path)
+    log_path = tmp_path / "serve.log"
+    serve_env = clean_env(
+        server.env,
+        PORT=str(server.port),
+        HOST="127.0.0.1",
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY=long_secret_key(),
+        **env,
+    )
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            ["make", "--no-print-directory", "serve"],
+            cwd=ROOT,
+            env=serve_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # make and the uvicorn it execs, stopped together
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"make serve exited early:\n{log_path.read_text(errors='replace')}")
+            try:
+                if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                log = log_path.read_text(errors="replace")
+                raise RuntimeError(f"make serve did not answer /healthz:\n{log}")
+            time.sleep(0.2)
+        yield server, log_path
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def logged_line(log_path: Path, *parts: str, timeout: float = 5) -> str:
+    """Return the first line of the log that holds every one of ``parts``, waiting up to ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for line in log_path.read_text(errors="replace").splitlines():
+            if all(part in line for part in parts):
+                return line
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no line with {parts} in:\n{log_path.read_text(errors='replace')}")
+        time.sleep(0.05)
+
+
+FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
+
+
+@pytest.mark.slow
+async def test_make_serve_ignores_forwarded_headers_when_not_behind_a_tls_proxy(tmp_path):
+    # "0" reads as off in the Makefile as in settings.py.
+    with served(tmp_path, DJANGO_BEHIND_TLS_PROXY="0") as (server, log_path):
+        token = server.create_token("alice")
+        path = f"/ws/rooms/proxy/?access_token={token}"
+        https_origin = server.url.replace("http://", "https://", 1)
+
+        # Were X-Forwarded-Proto trusted, the handshake would be wss:// and match an https page.
+        await assert_refused(server, path, origin=https_origin, headers=FORWARDED)
+        async with ws_connect(server, None, path, headers=FORWARDED) as ws:
+            assert (await recv_json(ws))["type"] == "hello"
+
+        # ... and X-Forwarded-For does not replace the client's address.
+        accepted = logged_line(log_path, '"WebSocket /ws/rooms/proxy/', "[accepted]")
+        assert "127.0.0.1:" in accepted
+        assert "203.0.113.9" not in log_path.read_text(errors="replace")
+
+
+@pytest.mark.slow
+async def test_make_serve_behind_a_tls_proxy_redirects_http_and_marks_cookies_secure(tmp_path):
+    with served(tmp_path, DJANGO_BEHIND_TLS_PROXY="1") as (server, log_path):
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            # Plain http (no X-Forwarded-Proto) goes to https, except the load balancer's probe.
+            assert (await client.get("/healthz")).status_code == 200
+            redirect = await client.get("/accounts/login/")
+            assert redirect.status_code == 301
+            assert redirect.headers["location"] == f"https://127.0.0.1:{server.port}/accounts/login/"
+
+            # Through the proxy (X-Forwarded-Proto from 127.0.0.1): served, cookies Secure, HSTS.
+            page = await client.get("/accounts/login/", headers=FORWARDED)
+            assert page.status_code == 200
+            csrf_cookie = next(c for c in page.headers.get_list("set-cookie") if c.startswith("csrftoken="))
+            assert "secure" in csrf_cookie.lower().split("; ")
+            assert page.headers["strict-transport-security"] == "max-age=3600"
+
+        token = server.create_token("alice")
+        path = f"/ws/rooms/proxy/?access_token={token}"
+        https_origin = server.url.replace("http://", "https://", 1)
+        async with ws_connect(server, None, path, origin=https_origin, headers=FORWARDED) as ws:
+            assert (await recv_json(ws))["type"] == "hello"
+        # uvicorn took the client's address from the proxy (FORWARDED_ALLOW_IPS defaults to 127.0.0.1).
+        assert "203.0.113.9:" in logged_line(log_path, '"WebSocket /ws/rooms/proxy/', "[accepted]")
+
+        # A handshake that did not come through the TLS proxy is redirected, so refused.
+        await assert_refused(server, path)
+
+
+# --- make test sets itself up ---------------------------------------------------------------------
+
+
+def unprivileged() -> list[str]:
+    """Return the command prefix that runs as an ordinary user (none when we are one)."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv (util-linux) to drop privileges")
+    return [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def fake_apt_get(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """Return an environment whose apt-get records its calls instead of installing, and the record."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "apt-get.calls"
+    script = bin_dir / "apt-get"
+    script.write_text(f'#!/bin/sh\necho "${{DEBIAN_FRONTEND:--}} $*" >> {calls}\n')
+    script.chmod(0o755)
+    # DEBIAN_FRONTEND empty, so the record shows where make sets it.
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "DEBIAN_FRONTEND": ""}, calls
+
+
+def test_make_test_without_root_stops_at_once_naming_the_apt_command(tmp_path):
+    result = make(
+        "system-deps",
+        "CHROMIUM=/nonexistent/chromium",
+        "NGINX=/nonexistent/nginx",
+        prefix=unprivileged(),
+    )
+    assert result.returncode != 0
+    assert "sudo apt-get update && sudo apt-get install -y chromium nginx-light\n" in result.stderr
+
+
+def test_make_test_as_root_installs_the_missing_packages_with_apt(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("installing is what make does as root")
+    env, calls = fake_apt_get(tmp_path)
+
+    result = make("system-deps", "CHROMIUM=/nonexistent/chromium", f"NGINX={sys.executable}", **env)
+    assert calls.read_text().splitlines() == ["- update -qq", "noninteractive install -y -qq chromium"]
+    # The fake installed nothing, so make still stops, saying where it looked.
+    assert result.returncode != 0
+    assert "no chromium at /nonexistent/chromium" in result.stderr
+
+
+def test_make_test_installs_nothing_when_the_packages_are_there(tmp_path):
+    env, calls = fake_apt_get(tmp_path)
+    result = make("system-deps", f"CHROMIUM={sys.executable}", f"NGINX={sys.executable}", **env)
+    assert result.returncode == 0, result.stderr
+    assert not calls.exists()
+
+
+def test_make_test_stops_at_once_naming_how_to_start_redis(tmp_path):
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    started = time.monotonic()
+    result = make("services", f"TEST_REDIS_URL={url}")
+    assert result.returncode != 0
+    assert f"make test: Redis is not reachable at {url}: redis.exceptions.ConnectionError" in result.stderr
+    assert "redis-server --daemonize yes --bind 127.0.0.1" in result.stderr
+    assert time.monotonic() - started < 30  # no waiting for a server it will not start
+
+
+def test_make_test_stops_at_once_naming_how_to_start_postgresql(tmp_path):
+    url = f"postgres://postgres@127.0.0.1:{free_port()}/test"
+    result = make("services", f"TEST_DATABASE_URL={url}")
+    assert result.returncode != 0
+    assert f"make test: PostgreSQL is not reachable at {url}: psycopg.OperationalError" in result.stderr
+    if Path("/etc/postgresql").is_dir():
+        version = sorted(os.listdir("/etc/postgresql"))[-1]
+        assert f"sudo pg_ctlcluster --skip-systemctl-redirect {version} main start\n" in result.stderr
+    else:
+        assert "sudo apt-get update && sudo apt-get install -y postgresql\n" in result.stderr
