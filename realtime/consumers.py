@@ -74,7 +74,7 @@ class TopicConsumer(DirectDeliveryConsumer):
         await connection.subscribe()
         await self.accept()
         async for item in connection.open(after):
-            await self.emit(item if isinstance(item, str) else events.encode(item))
+            await (self.emit(item) if isinstance(item, str) else connection.send(item))
         await self.go_live()
 
     # -- client frames ---------------------------------------------------
@@ -84,7 +84,7 @@ class TopicConsumer(DirectDeliveryConsumer):
         try:
             await self.command(decode_frame(text_data, bytes_data))
         except ClientError as exc:
-            await self.send_event(events.error(exc.code, exc.detail))
+            await self.connection.send(events.error(exc.code, exc.detail))
 
     async def command(self, frame: Event) -> None:
         """Dispatch one decoded client frame on its ``type``: ``ping`` here, the rest to the topic."""
@@ -92,9 +92,9 @@ class TopicConsumer(DirectDeliveryConsumer):
         if not isinstance(kind, str):
             raise ClientError("invalid", "Every frame needs a string 'type'.")
         if kind == "ping":
-            await self.send_event(events.pong())
+            await self.connection.send(events.pong())
             return
-        handler = self.connection.topic.frame_handler(kind)
+        handler = self.connection.topic.handler_for(kind)
         if handler is None:
             raise ClientError("unknown_type", f"Unknown frame type {kind[:50]!r}.")
         await handler(self.connection, frame)
@@ -120,10 +120,6 @@ class TopicConsumer(DirectDeliveryConsumer):
     async def push(self, text: str, event_type: str) -> None:
         """Queue encoded text behind what is on its way to this socket (the connection's ``push``)."""
         await self.emit(text)
-
-    async def send_event(self, event: Event) -> None:
-        """Encode and send one event to this socket only, after what is already on its way."""
-        await self.emit(events.encode(event))
 
 
 def decode_frame(text_data: str | None, bytes_data: bytes | None) -> Event:

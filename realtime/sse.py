@@ -55,6 +55,9 @@ def stream_view(topic: type[Topic]):
         stream = TopicStream(
             target, user, Credential.of(request, user), await get_channel_layer().new_channel()
         )
+        # Held before it takes anything: if the request is cut from here on (in the view, in
+        # the middleware's post-processing), the ASGI call's end still releases it.
+        asgi.hold(request, stream.connection)
         refused = await stream.connection.admit()
         if refused == FORBIDDEN:
             return refusal(user)
@@ -62,7 +65,6 @@ def stream_view(topic: type[Topic]):
             return json_error("unavailable", "The server is restarting; retry shortly.", 503)
         if refused is not None:
             return json_error("forbidden", "Too many live connections for this user.", 403)
-        asgi.hold(request, stream.connection)
         # The middleware's queries left a connection with this request's thread, kept
         # until the response ends: give it back now, or every open stream would hold
         # one (a PostgreSQL pool of 10 serves 10 streams). The stream's own queries

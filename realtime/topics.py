@@ -91,8 +91,11 @@ class Topic:
         """Return the id that de-duplicates ``event`` (and SSE's ``id:``), or None."""
         return None
 
-    def frame_handler(self, kind: str) -> Callable[[Connection, Event], Awaitable[None]] | None:
-        """Return the method for a client frame of type ``kind`` (``frame_<kind>``), or None."""
+    def handler_for(self, kind: str) -> Callable[[Connection, Event], Awaitable[None]] | None:
+        """Return the method for a client frame of type ``kind`` (``frame_<kind>``), or None.
+
+        No method of Topic itself starts with ``frame_``: a frame never reaches the core's own.
+        """
         if not FRAME_TYPE_RE.match(kind):
             return None
         return getattr(self, f"frame_{kind}", None)

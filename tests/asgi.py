@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 from asgiref.sync import sync_to_async
@@ -74,3 +79,99 @@ async def csrf_token(client: httpx.AsyncClient) -> str:
     """Fetch a page with a form so the client holds a CSRF cookie; return the token."""
     await client.get("/accounts/login/")
     return client.cookies["csrftoken"]
+
+
+WAIT = 5.0  # a generous wait for one event
+
+
+@dataclass
+class SSEEvent:
+    event: str  # ":" for a comment
+    data: dict | None = None
+    id: str | None = None
+
+
+class InProcessStream:
+    """A GET to the ASGI app whose streamed body is read as it comes (httpx's ASGI transport buffers)."""
+
+    def __init__(self, path: str, headers: dict[str, str], app=None) -> None:
+        self.app = app or application
+        url = urlsplit(path)
+        self.scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": url.path,
+            "raw_path": url.path.encode(),
+            "query_string": url.query.encode(),
+            "root_path": "",
+            "headers": [(b"host", HOST.encode())]
+            + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+            "client": ("127.0.0.1", 50000),
+            "server": (HOST, 80),
+        }
+        self.to_app: asyncio.Queue = asyncio.Queue()
+        self.from_app: asyncio.Queue = asyncio.Queue()
+        self.buffer = ""
+        self.ended = False
+        self.task: asyncio.Task | None = None
+        self.status = 0
+        self.headers: dict[str, str] = {}
+
+    async def __aenter__(self) -> InProcessStream:
+        await self.to_app.put({"type": "http.request", "body": b"", "more_body": False})
+        self.task = asyncio.create_task(self.app(self.scope, self.to_app.get, self.from_app.put))
+        start = await asyncio.wait_for(self.from_app.get(), WAIT)
+        assert start["type"] == "http.response.start", start
+        self.status = start["status"]
+        self.headers = {k.decode().lower(): v.decode() for k, v in start["headers"]}
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.to_app.put({"type": "http.disconnect"})
+        try:
+            await asyncio.wait_for(self.task, WAIT)
+        except (TimeoutError, asyncio.CancelledError):
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+
+    async def body(self) -> bytes:
+        """Return the whole body of a response that is not a stream (an error)."""
+        chunks = []
+        while not self.ended:
+            message = await asyncio.wait_for(self.from_app.get(), WAIT)
+            chunks.append(message.get("body", b""))
+            self.ended = not message.get("more_body", False)
+        return b"".join(chunks)
+
+    async def next(self, timeout: float = WAIT) -> SSEEvent:
+        """Return the next SSE event or comment."""
+        async with asyncio.timeout(timeout):
+            while "\n\n" not in self.buffer:
+                if self.ended:
+                    raise EOFError("stream ended")
+                message = await self.from_app.get()
+                self.buffer += message.get("body", b"").decode()
+                self.ended = not message.get("more_body", False)
+        block, self.buffer = self.buffer.split("\n\n", 1)
+        if block.startswith(":"):
+            return SSEEvent(event=":")
+        fields = dict(line.split(": ", 1) for line in block.split("\n"))
+        data = json.loads(fields["data"])
+        return SSEEvent(event=fields.get("event", "message"), data=data, id=fields.get("id"))
+
+    async def next_event(self, timeout: float = WAIT) -> SSEEvent:
+        """Return the next SSE event, skipping keep-alive comments."""
+        while (event := await self.next(timeout)).event == ":":
+            pass
+        return event
+
+
+def sse_stream(path: str, *, cookie: str | None = None, app=None, **headers: str) -> InProcessStream:
+    """Return a GET of the SSE stream at ``path``, read event by event (``async with``)."""
+    if cookie:
+        headers["Cookie"] = cookie
+    return InProcessStream(path, headers, app)

@@ -12,7 +12,7 @@ from uvicorn.logging import AccessFormatter
 from realtime.logfilters import RedactCredentials
 from tests.conftest import ROOT
 from tests.live.conftest import assert_refused, recv_json, ws_connect
-from tests.realtime.test_production_settings import clean_env, logged_line, served
+from tests.serve import clean_env, logged_line, served
 
 TOKEN = "Zq3vX9-secret_TOKEN.value~42"
 

@@ -8,47 +8,20 @@ free port, and the Makefile's set-up targets.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, LiveServer, free_port, make_live_server
+from tests.conftest import ROOT, free_port
 from tests.live.conftest import assert_refused, recv_json, ws_connect
+from tests.serve import clean_env, logged_line, long_secret_key, served
 
 TLS_WARNINGS = ("security.W004", "security.W008", "security.W012", "security.W016")
-# Settings these tests choose: never inherited from the calling environment.
-_SETTINGS = ("DJANGO_SECRET_KEY", "DJANGO_DEBUG", "DATABASE_URL", "REDIS_URL")
-# Never inherited either; under `make test`, variables given on make's
-# command line travel in MAKEFLAGS and would override ours in a nested make.
-_OUTSIDE = (
-    "DJANGO_BEHIND_TLS_PROXY",
-    "DJANGO_HSTS_SECONDS",
-    "FORWARDED_ALLOW_IPS",
-    "MAKEFLAGS",
-    "MFLAGS",
-    "MAKELEVEL",
-    "MAKEOVERRIDES",
-)
-
-
-def clean_env(base: dict[str, str] | None = None, **overrides: str) -> dict[str, str]:
-    """Return ``base`` with none of the variables above, plus ``overrides``.
-
-    ``base`` defaults to this process's environment; a live server's
-    environment keeps its database settings.
-    """
-    drop = _OUTSIDE if base is not None else _SETTINGS + _OUTSIDE
-    env = {k: v for k, v in (os.environ if base is None else base).items() if k not in drop}
-    return {**env, "DJANGO_SETTINGS_MODULE": "project.settings", **overrides}
 
 
 def manage(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
@@ -73,10 +46,6 @@ def make(*args: str, prefix: list[str] | None = None, **env: str) -> subprocess.
         text=True,
         timeout=120,
     )
-
-
-def long_secret_key() -> str:
-    return secrets.token_urlsafe(50)
 
 
 # --- DEBUG off without a secret key --------------------------------------------------------------
@@ -117,70 +86,6 @@ def test_hsts_seconds_zero_turns_hsts_off_and_only_hsts(tmp_path):
 
 
 # --- make serve: proxy headers, redirects, cookies -------------------------------------------------
-
-
-@contextmanager
-def served(tmp_path: Path, **env: str) -> Iterator[tuple[LiveServer, Path]]:
-    """Run `make serve` (DEBUG off, uvicorn with the Makefile's flags) on a fresh database.
-
-    The database is prepared as for the live tests (tests/conftest.py: its own
-    SQLite file, or PostgreSQL database, demo users alice and bob). Yields the
-    server (for its URL and manage.py) and the path of its combined output.
-    """
-    server = make_live_server(tmp_path)
-    log_path = tmp_path / "serve.log"
-    serve_env = clean_env(
-        server.env,
-        PORT=str(server.port),
-        HOST="127.0.0.1",
-        DJANGO_DEBUG="0",
-        DJANGO_SECRET_KEY=long_secret_key(),
-        **env,
-    )
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            ["make", "--no-print-directory", "serve"],
-            cwd=ROOT,
-            env=serve_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # make and the uvicorn it execs, stopped together
-        )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"make serve exited early:\n{log_path.read_text(errors='replace')}")
-            try:
-                if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                log = log_path.read_text(errors="replace")
-                raise RuntimeError(f"make serve did not answer /healthz:\n{log}")
-            time.sleep(0.2)
-        yield server, log_path
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-
-
-def logged_line(log_path: Path, *parts: str, timeout: float = 5) -> str:
-    """Return the first line of the log that holds every one of ``parts``, waiting up to ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        for line in log_path.read_text(errors="replace").splitlines():
-            if all(part in line for part in parts):
-                return line
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no line with {parts} in:\n{log_path.read_text(errors='replace')}")
-        time.sleep(0.05)
 
 
 FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
