@@ -1,9 +1,10 @@
 """Django's ModelBackend, with a user lookup cheap enough to run on every WebSocket handshake.
 
-Measured (bench/README.md): loading the session and the user was a fifth of
-a handshake's CPU, most of it building ORM queries, not running them.
-``ModelBackend.get_user`` builds ``_default_manager.get(pk=...)`` each time
-(190 us here); the same row through a prepared raw query takes 66 us, with
+Loading the session and the user was a large share of a handshake's CPU,
+most of it building ORM queries, not running them (measured:
+bench/README.md, What changed, and what each change bought).
+``ModelBackend.get_user`` builds ``_default_manager.get(pk=...)`` each time;
+the same row through a prepared raw query costs a fraction of that, with
 the same model instance (Django's converters and ``from_db``) and the same
 ``user_can_authenticate`` rule. A user manager whose queryset filters rows
 (``get_queryset().query.where``) keeps Django's lookup, which honours it.

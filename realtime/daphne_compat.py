@@ -6,7 +6,7 @@ SIGTERM) and 1013 (try again later, sent to a socket that fell behind) are
 IANA-registered codes meant for servers, and the contract uses them; uvicorn
 sends them as is. The patch routes just those two to autobahn's lower-level
 ``sendCloseFrame``. Read from daphne 4.2.3 / autobahn 25.x;
-tests/test_daphne_compat.py fails loudly if either changes.
+tests/realtime/test_daphne_compat.py fails loudly if either changes.
 """
 
 from __future__ import annotations

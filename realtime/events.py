@@ -71,7 +71,7 @@ def pong() -> dict[str, Any]:
 
 
 def error(code: str, detail: str) -> dict[str, Any]:
-    """Return the error event sent for a bad frame (CONTRACT.md section 3)."""
+    """Return the error event sent for a bad frame (the wire contract (docs/contract.md), section 3)."""
     return {"type": "error", "code": code, "detail": detail}
 
 

@@ -50,8 +50,9 @@ class _Channel:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity  # resolved once: get_capacity() matches regexes
-        # (expires at, message); NO_MESSAGES while empty: a deque costs 600+ bytes, and
-        # the channel of a live socket is empty nearly always (see _pop).
+        # (expires at, message); NO_MESSAGES while empty: even an empty deque holds a block
+        # of memory, and the channel of a live socket is empty nearly always (see _pop;
+        # measured: bench/README.md, What changed, and what each change bought).
         self.queue: deque[tuple[float, Message]] | tuple = NO_MESSAGES
         self.waiters: list[asyncio.Future[None]] = []  # one future per blocked receive(), oldest first
         self.overflowed = False  # group messages are dropped until the queue drains

@@ -43,9 +43,10 @@ logger = logging.getLogger(__name__)
 GROUP_KEY = "__realtime_group__"
 RETRY_SECONDS = 1.0
 # Redis calls in flight at once from one process. redis-py 8's pool holds 100
-# connections and raises MaxConnectionsError past that: measured, a connect storm
-# of 5,000 clients over two processes failed 45 handshakes (each joins its user's
-# and session's groups). The relay's own blocking receive needs one more.
+# connections and raises MaxConnectionsError past that, which a connect storm
+# reached without this bound, failing handshakes (each joins its user's and
+# session's groups; measured: bench/README.md, Figures formerly quoted in code).
+# The relay's own blocking receive needs one more.
 MAX_REDIS_CALLS = 50
 
 

@@ -1,18 +1,19 @@
 """Process settings for a long-lived server holding thousands of sockets.
 
-Each open WebSocket is about a hundred small container objects (uvicorn's
-protocol and parser, the consumer, its scope, user and session), all of
-which CPython's cyclic garbage collector scans again whenever the number of
-objects grows by a quarter. With the default thresholds, connecting 10,000
-clients ran eleven full collections of up to a million objects: 6.4 of the
-21 CPU seconds the server spent (bench/README.md). Two standard remedies:
+Each open WebSocket is many small container objects (uvicorn's protocol
+and parser, the consumer, its scope, user and session), all of which
+CPython's cyclic garbage collector scans again whenever the number of
+objects grows by a quarter. With the default thresholds, a connect storm of
+thousands of clients runs repeated full collections of the whole heap, a
+large share of the server's CPU (measured: bench/README.md, What changed,
+and what each change bought, "GC tuning"). Two standard remedies:
 
 * ``gc.freeze()`` once the app is loaded: Django, the URL conf and the
-  models (about 100,000 objects) live for the whole process, so they leave
-  the collector's scans for good.
-* A young-generation threshold of 50,000 allocations instead of 700: far
-  fewer collections, each still cheap; garbage cycles live a little longer
-  (a few megabytes at most).
+  models live for the whole process, so they leave the collector's scans
+  for good.
+* A young-generation threshold of ``GEN0_THRESHOLD`` allocations instead of
+  CPython's default 700: far fewer collections, each still cheap; garbage
+  cycles live a little longer.
 """
 
 from __future__ import annotations

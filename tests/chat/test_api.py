@@ -1,4 +1,4 @@
-"""The HTTP API (CONTRACT.md section 2), through project.asgi.application."""
+"""The HTTP API (the wire contract (docs/contract.md), section 2), through project.asgi.application."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Server-Sent Events through a real Daphne (CONTRACT.md section 4)."""
+"""Server-Sent Events through a real Daphne (the wire contract (docs/contract.md), section 4)."""
 
 from __future__ import annotations
 

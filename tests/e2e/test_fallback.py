@@ -1,4 +1,7 @@
-"""The room page falls back to SSE + HTTP when WebSockets cannot connect (CONTRACT.md section 4)."""
+"""The room page falls back to SSE + HTTP when WebSockets cannot connect.
+
+The wire contract (docs/contract.md), section 4.
+"""
 
 from __future__ import annotations
 
