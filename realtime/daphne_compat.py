@@ -11,7 +11,9 @@ tests/realtime/test_daphne_compat.py fails loudly if either changes.
 
 from __future__ import annotations
 
-SERVER_CODES = frozenset({1012, 1013})
+from .codes import SERVICE_RESTART, TRY_AGAIN_LATER
+
+SERVER_CODES = frozenset({SERVICE_RESTART, TRY_AGAIN_LATER})
 
 
 def patch_daphne() -> None:
