@@ -2,15 +2,24 @@
 
 Presence is keyed by a topic's group (realtime.topics), whatever its kind.
 
-Each server process keeps its own connections in memory and writes a
-snapshot of them to Django's cache (Redis with ``REDIS_URL``) under a key
-that expires, so the entries of a crashed process fade out instead of
-haunting the list. With the local-memory cache there is no other process to
-tell, so nothing is written or read. Once a second (less often when a tick
-is costly, see :data:`TICK_COST_FACTOR`), each process reads the other
-processes' snapshots, compares the list of each topic it serves with what
-its listeners last saw and sends them one ``presence_diff``: changes are
-coalesced, and a user's second tab joining or leaving changes nothing.
+Each server process keeps its own connections in memory. With ``REDIS_URL``
+it writes a snapshot of them to Redis under a key that expires and keeps
+its entry in the registry of live processes (a sorted set of process id ->
+expiry, renewed with ``ZADD``: no read-modify-write, so processes starting
+together cannot drop each other; realtime.limits), so the entries of a
+crashed process fade out instead of haunting the list. Without Redis there
+is no other process to tell, so nothing is written or read. Once a second
+(less often when a tick is costly, see :data:`TICK_COST_FACTOR`), each
+process reads the other processes' snapshots, compares the list of each
+topic it serves with what its listeners last saw and sends them one
+``presence_diff``: changes are coalesced, and a user's second tab joining
+or leaving changes nothing.
+
+The per-user connection cap (:func:`admit`) is atomic across processes:
+with Redis one script checks every live process's count of the user and
+takes a slot, one round trip per handshake (and one per release, in a task
+of its own); without Redis the check and the count happen with no await
+between them.
 
 Nothing here is O(topic size) per connection. Each topic counts, per
 username, the sources that list it (this process, each other process), updated as
@@ -28,25 +37,24 @@ import asyncio
 import bisect
 import contextlib
 import contextvars
+import json
 import logging
 import time
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from . import caching, events
-from .caching import cache_call
+from . import events, limits
 from .services import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 
-PROCESS_ID = uuid.uuid4().hex
+PROCESS_ID = limits.PROCESS_ID
 TICK_SECONDS = 1.0  # at least; see TICK_COST_FACTOR
 TICK_COST_FACTOR = 10
-PROCS_KEY = "realtime:presence:procs"
+PROCS_KEY = limits.REGISTRY_KEY
 # During a burst of joins, a topic's list is encoded again only this many times
 # its last encoding's duration after it (10,000 online: roughly every 50 ms here).
 BATCH_COST_FACTOR = 20
@@ -56,8 +64,8 @@ Deliver = Callable[[str], Awaitable[None]]
 
 
 def snapshot_key(process_id: str) -> str:
-    """Return the cache key of one process's snapshot."""
-    return f"realtime:presence:proc:{process_id}"
+    """Return the Redis key of one process's snapshot."""
+    return limits.SNAPSHOT_PREFIX + process_id
 
 
 @dataclass(eq=False)
@@ -121,7 +129,15 @@ class _State:
 
     topics: dict[str, _Topic] = field(default_factory=dict)
     user_connections: Counter[int] = field(default_factory=Counter)
+    # With Redis: the slots this process holds there per user, as far as it knows.
+    redis_slots: Counter[int] = field(default_factory=Counter)
+    # Users whose slots in Redis may be wrong (a call failed or was cancelled midway),
+    # or all of them (Redis lost this process's entry): set again from user_connections.
+    unsynced: set[int] = field(default_factory=set)
+    resync_all: bool = False
+    in_flight: Counter[int] = field(default_factory=Counter)  # slot calls under way, per user
     others: dict = field(default_factory=dict)  # other processes' snapshots, last read
+    others_raw: dict = field(default_factory=dict)  # the same, as read (JSON), to skip parsing
     dirty: bool = True
     last_heartbeat: float = 0.0
     ticker: asyncio.Task | None = None
@@ -131,11 +147,12 @@ _state = _State()
 
 
 def reset() -> None:
-    """Forget every local connection (tests call this between cases)."""
+    """Forget every local connection and rate-limit log (tests call this between cases)."""
     global _state
     if _state.ticker:
         _state.ticker.cancel()
     _state = _State()
+    limits.local_log.clear()
 
 
 def local_connections() -> int:
@@ -146,23 +163,109 @@ def local_connections() -> int:
 async def admit(*, user_id: int, limit: int) -> bool:
     """Count a new connection of ``user_id`` unless it would pass ``limit``; return whether admitted.
 
-    Other processes' connections are counted as of the last tick (at most a
-    second old), so a handshake costs no cache round trip.
+    With Redis, every live process's connections count, checked and taken
+    in one atomic script (one round trip). Without Redis, the check and the
+    count happen with no await in between, so concurrent handshakes cannot
+    all pass the same check. While Redis is down, this process's own
+    connections are counted against the limit (logged).
     """
-    remote = sum(s["users"].get(str(user_id), 0) for s in _state.others.values())
-    # Check and count with no await in between, so concurrent handshakes
-    # cannot all pass the same check.
-    if _state.user_connections[user_id] + remote >= limit:
+    if limits.shared():
+        return await _admit_shared(user_id, limit)
+    if _state.user_connections[user_id] >= limit:
         return False
     _state.user_connections[user_id] += 1
     _state.dirty = True
     return True
 
 
-def release(*, user_id: int) -> None:
-    """Uncount a connection counted by :func:`admit`."""
+async def _admit_shared(user_id: int, limit: int) -> bool:
+    _ensure_ticker()  # the heartbeat keeps this process's slots counted
+    state = _state
+    state.in_flight[user_id] += 1
+    try:
+        admitted, registered = await limits.slot_take(user_id=user_id, limit=limit)
+    except asyncio.CancelledError:
+        state.unsynced.add(user_id)  # the slot may be taken: the next tick sets it right
+        raise
+    except REDIS_ERRORS as exc:
+        logger.warning("connection slots unavailable in Redis, counting this process's only: %s", exc)
+        state.unsynced.add(user_id)
+        if state.user_connections[user_id] >= limit:
+            return False
+        state.user_connections[user_id] += 1
+        state.dirty = True
+        return True
+    finally:
+        _decrement(state.in_flight, user_id)
+    _registered(registered)
+    if not admitted:
+        return False
+    state.user_connections[user_id] += 1
+    state.redis_slots[user_id] += 1
+    state.dirty = True
+    return True
+
+
+def release(*, user_id: int, spawn: Callable[[Awaitable[None]], None] | None = None) -> None:
+    """Uncount a connection counted by :func:`admit` (no await: it runs in every teardown).
+
+    With Redis, the slot is given back by a coroutine passed to ``spawn``
+    (the caller's task spawner), one round trip.
+    """
     _decrement(_state.user_connections, user_id)
     _state.dirty = True
+    if _state.redis_slots.get(user_id):
+        _decrement(_state.redis_slots, user_id)
+        give_back = _give_back(user_id)
+        if spawn is not None:
+            spawn(give_back)
+        else:
+            _spawn(give_back)
+
+
+async def _give_back(user_id: int) -> None:
+    """Give a slot back in Redis; on failure the next tick sets this process's count there."""
+    state = _state
+    state.in_flight[user_id] += 1
+    try:
+        await limits.slot_give(user_id=user_id)
+    except asyncio.CancelledError:
+        state.unsynced.add(user_id)
+        raise
+    except REDIS_ERRORS as exc:
+        state.unsynced.add(user_id)
+        logger.warning("giving back a connection slot in Redis failed: %s", exc)
+    finally:
+        _decrement(state.in_flight, user_id)
+
+
+# Whether this process has been in the registry: registered anew after that,
+# Redis lost its entry (a restart, or this process stalled past the TTL) and
+# maybe its slots with it.
+_was_registered = False
+
+
+def _registered(anew: bool) -> None:
+    """Note a registration by a slot call or a heartbeat; after a loss, resynchronise every slot."""
+    global _was_registered
+    if anew and _was_registered:
+        _state.resync_all = True
+    _was_registered = True
+
+
+_tasks: set[asyncio.Task] = set()
+
+
+def _spawn(coro) -> None:
+    """Run ``coro`` in a task of its own context, kept referenced until done."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # no loop (a connection released at interpreter exit)
+        coro.close()
+        return
+    task = loop.create_task(coro, context=contextvars.Context())
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
 
 
 async def join(*, topic: str, user, deliver: Deliver) -> str:
@@ -278,35 +381,72 @@ def _apply_others(others: dict) -> None:
 
 
 async def _refresh_others() -> None:
-    """Read the snapshots of the other live processes from the cache (kept as they were if it is down)."""
-    if caching.is_local():
+    """Read the snapshots of the other live processes from Redis (kept as they were if it is down)."""
+    if not limits.shared():
         return  # nobody else can write to this process's memory
     try:
-        procs = await cache_call("get", PROCS_KEY) or {}
-        now = time.time()
-        keys = [snapshot_key(pid) for pid, expires in procs.items() if pid != PROCESS_ID and expires > now]
-        others = await cache_call("get_many", keys) if keys else {}
+        raw = await limits.others()
     except REDIS_ERRORS as exc:
-        logger.warning("presence cache unavailable, using the last snapshots read: %s", exc)
+        logger.warning("presence store unavailable, using the last snapshots read: %s", exc)
         return
+    before, parsed = _state.others_raw, _state.others
+    # Parse only what changed since the last read (a big snapshot is costly to decode).
+    others = {pid: parsed[pid] if before.get(pid) == text else json.loads(text) for pid, text in raw.items()}
+    _state.others_raw = raw
     _apply_others(others)
 
 
 async def _write_snapshot() -> None:
-    """Publish this process's connections for the other processes to read."""
-    snapshot = {
-        "topics": {topic: sorted(local.local) for topic, local in _state.topics.items() if local.local},
-        "users": {str(uid): n for uid, n in _state.user_connections.items()},
-    }
-    ttl = settings.REALTIME_PRESENCE_TTL
-    await cache_call("set", snapshot_key(PROCESS_ID), snapshot, timeout=ttl)
+    """Publish this process's connections for the other processes to read, and renew its registry entry."""
+    topics = {topic: sorted(local.local) for topic, local in _state.topics.items() if local.local}
+    snapshot = {"topics": topics}
     now = time.time()
-    # Read-modify-write: a concurrent process may drop our entry; the next
-    # heartbeat puts it back, and expired entries are pruned here.
-    procs = {pid: t for pid, t in (await cache_call("get", PROCS_KEY) or {}).items() if t > now}
-    procs[PROCESS_ID] = now + ttl
-    await cache_call("set", PROCS_KEY, procs, timeout=None)
+    _registered(await limits.heartbeat(snapshot))
     _state.last_heartbeat = now
+
+
+async def _resync_slots() -> None:
+    """Set this process's slot counts in Redis to what it holds, for the users that may be wrong there."""
+    users = set(_state.unsynced)
+    if _state.resync_all:
+        users |= set(_state.user_connections) | set(_state.redis_slots)
+    # A user with a slot call under way waits for the next tick: its count in Redis is moving.
+    busy = {user_id for user_id in users if _state.in_flight.get(user_id)}
+    users -= busy
+    _state.unsynced = busy
+    _state.resync_all = False
+    if not users:
+        return
+    counts = {user_id: _state.user_connections.get(user_id, 0) for user_id in users}
+    for user_id, count in counts.items():
+        if count:
+            _state.redis_slots[user_id] = count
+        else:
+            _state.redis_slots.pop(user_id, None)
+    try:
+        await limits.slots_set(counts)
+    except BaseException:
+        _state.unsynced |= users  # again next tick
+        raise
+
+
+async def _publish() -> None:
+    """With Redis: renew this process's registry entry and snapshot when due, and repair its slots."""
+    # Heartbeat at a third of the TTL, so one missed beat expires nothing.
+    heartbeat_due = time.time() - _state.last_heartbeat > settings.REALTIME_PRESENCE_TTL / 3
+    try:
+        if _state.dirty or heartbeat_due:
+            _state.dirty = False
+            try:
+                await _write_snapshot()
+            except BaseException:
+                _state.dirty = True
+                raise
+        if _state.unsynced or _state.resync_all:
+            await _resync_slots()
+    except REDIS_ERRORS as exc:
+        # Redis may blink (restarting): local diffs still go out, and this is tried again next tick.
+        logger.warning("presence store unavailable, publishing next tick: %s", exc)
 
 
 async def _send_diffs() -> None:
@@ -341,17 +481,12 @@ async def _tick() -> None:
         await asyncio.sleep(interval)
         started = time.perf_counter()
         try:
-            if not caching.is_local():
-                # Heartbeat at a third of the TTL, so one missed beat expires nothing.
-                heartbeat_due = time.time() - _state.last_heartbeat > settings.REALTIME_PRESENCE_TTL / 3
-                if _state.dirty or heartbeat_due:
-                    _state.dirty = False
-                    await _write_snapshot()
+            if limits.shared():
+                await _publish()
             await _refresh_others()
             await _send_diffs()
         except Exception:
-            # The cache may blink (Redis restarting); presence catches up next tick.
-            logger.exception("presence tick failed")
+            logger.exception("presence tick failed")  # presence catches up next tick
         # A tick that took long (diffs to 10,000 listeners) spaces out the next
         # ones, so presence never takes more than about 1/TICK_COST_FACTOR of the process.
         interval = max(TICK_SECONDS, (time.perf_counter() - started) * TICK_COST_FACTOR)

@@ -1,7 +1,10 @@
-"""Per-user rate limits kept in Django's cache, keyed by what is limited (a topic's group).
+"""Per-user rate limits, keyed by what is limited (a topic's group).
 
-WebSocket frames and HTTP posts count together; with ``REDIS_URL`` the cache
-is Redis, so every server process counts against the same window.
+WebSocket frames and HTTP posts count together. Each check records the hit
+in the same atomic step (realtime.limits): with ``REDIS_URL`` one Lua script
+on a sorted set shared by every server process, one round trip per check;
+without it an in-process sliding log that no cache eviction can reset.
+Concurrent posts, in one process or many, never pass the limit.
 """
 
 from __future__ import annotations
@@ -9,12 +12,11 @@ from __future__ import annotations
 import functools
 import logging
 import re
-import time
 from dataclasses import dataclass
 
 from django.conf import settings
 
-from .caching import cache_call
+from . import limits
 from .services import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
@@ -41,20 +43,15 @@ def parse_rate(text: str) -> Rate:
 async def allow(*, user_id: int, key: str, rate: str | None = None) -> bool:
     """Record one hit by ``user_id`` on ``key``; return False when over ``rate`` (REALTIME_RATE_LIMIT).
 
-    A sliding log of timestamps, so the limit holds across window edges.
-    Concurrent processes may race on the read-modify-write and let a message
-    or two more through; the limit is a flood guard, not an accounting.
+    A sliding log of timestamps, so the limit holds across window edges. A
+    refused hit is not recorded. While Redis is down every hit is allowed
+    (logged): losing the flood guard for a moment beats refusing every message.
     """
     limit = parse_rate(rate or settings.REALTIME_RATE_LIMIT)
-    cache_key = f"realtime:rate:{user_id}:{key}"
-    now = time.time()
+    if not limits.shared():
+        return limits.local_log.hit(f"{user_id}:{key}", limit.count, limit.seconds)
     try:
-        stamps = [t for t in (await cache_call("get", cache_key) or []) if t > now - limit.seconds]
-        if len(stamps) >= limit.count:
-            return False
-        stamps.append(now)
-        await cache_call("set", cache_key, stamps, timeout=int(limit.seconds) + 1)
+        return await limits.rate_hit(user_id=user_id, key=key, count=limit.count, seconds=limit.seconds)
     except REDIS_ERRORS as exc:
-        # Fail open: losing the flood guard for a moment beats refusing every message.
-        logger.warning("rate-limit cache unavailable, message allowed: %s", exc)
-    return True
+        logger.warning("rate-limit store unavailable, message allowed: %s", exc)
+        return True

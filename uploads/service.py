@@ -13,9 +13,11 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.utils import timezone
 
-from realtime import ClientError, Topic, publish_to_user, rate_allow, topic_for
+from realtime import ClientError, Topic, db_call, publish_to_user, rate_allow, topic_for
 
 from . import files
 from .models import TARGET_PATTERN, Upload
@@ -61,21 +63,60 @@ async def upload_create(*, user, length: int, metadata: dict[str, str]) -> Uploa
     if not topic.can_join(user):
         raise ClientError("forbidden", "You may not post to this room.")
     limit = settings.REALTIME_UPLOAD_MAX_ACTIVE_PER_USER
-    active = Upload.objects.filter(user=user, completed__isnull=True, updated__gte=_active_since())
-    if await active.acount() >= limit:
-        raise UploadError(
-            "too_many_uploads", f"At most {limit} unfinished uploads at a time; finish or delete one.", 429
-        )
+    # A first look without a lock, so a creation over the quota costs no rate-limit hit;
+    # the count that decides is taken again below, atomically with the creation.
+    if await _active_count(user=user) >= limit:
+        raise _too_many_uploads(limit)
     # An upload becomes a message, so creating one counts against the message rate limit.
     if not await rate_allow(user_id=user.pk, key=topic.group):
         raise ClientError("rate_limited", f"Over {settings.REALTIME_RATE_LIMIT} messages in this room.")
-    upload = await Upload.objects.acreate(
-        user=user, room=room, filename=clean_filename(metadata.get("filename", "")), size=length
+    upload = await _create_within_quota(
+        user=user, room=room, filename=clean_filename(metadata.get("filename", "")), size=length, limit=limit
     )
+    if upload is None:
+        raise _too_many_uploads(limit)
     await asyncio.to_thread(files.partial_create, upload)
     if length == 0:
         await _finish(user=user, upload=upload)
     return upload
+
+
+def _active_uploads(user):
+    """Return the user's unfinished uploads that count against the quota."""
+    return Upload.objects.filter(user=user, completed__isnull=True, updated__gte=_active_since())
+
+
+def _too_many_uploads(limit: int) -> UploadError:
+    return UploadError(
+        "too_many_uploads", f"At most {limit} unfinished uploads at a time; finish or delete one.", 429
+    )
+
+
+# The quota's database work runs on the realtime DB thread (db_call), so the
+# request's thread holds no pooled connection meanwhile.
+
+
+@db_call
+def _active_count(*, user) -> int:
+    """Return how many of ``user``'s uploads count against the quota."""
+    return _active_uploads(user).count()
+
+
+@db_call
+def _create_within_quota(*, user, limit: int, **fields) -> Upload | None:
+    """Create an upload of ``user`` unless ``limit`` are unfinished; return it, or None when over.
+
+    Count and creation are one transaction that holds the user's lock, so
+    concurrent creations (any thread, any process) are counted one after
+    the other: PostgreSQL locks the user's row (``SELECT ... FOR UPDATE``);
+    SQLite ignores that clause, but its ``IMMEDIATE`` transactions (see
+    project/settings.py) take the database's write lock at ``BEGIN``.
+    """
+    with transaction.atomic():
+        list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
+        if _active_uploads(user).count() >= limit:
+            return None
+        return Upload.objects.create(user=user, **fields)
 
 
 async def upload_get(*, user, upload_id: str) -> Upload:
