@@ -216,7 +216,8 @@ STORAGES = {
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Realtime limits (CONTRACT.md section 3); each can be overridden from the environment.
+# Realtime limits (the wire contract (docs/contract.md), section 3); each can be
+# overridden from the environment.
 REALTIME_MAX_TEXT = int(os.environ.get("REALTIME_MAX_TEXT", "2000"))
 REALTIME_MAX_FRAME = int(os.environ.get("REALTIME_MAX_FRAME", str(64 * 1024)))
 REALTIME_RATE_LIMIT = os.environ.get("REALTIME_RATE_LIMIT", "20/10s")
@@ -259,7 +260,7 @@ LOGGING = {
 
 CSRF_FAILURE_VIEW = "realtime.views.csrf_failure"
 
-# Uploads: tus 1.0 at /api/uploads/ (CONTRACT.md section 5, docs/uploads.md).
+# Uploads: tus 1.0 at /api/uploads/ (the wire contract (docs/contract.md), section 5; docs/uploads.md).
 # Unfinished uploads grow in REALTIME_UPLOAD_TEMP_DIR (shared by every server
 # process); finished ones go to the STORAGES alias REALTIME_UPLOAD_STORAGE.
 # MEDIA_ROOT holds them with the default FileSystemStorage: never serve it
@@ -281,3 +282,13 @@ REALTIME_UPLOAD_PROGRESS_INTERVAL = float(os.environ.get("REALTIME_UPLOAD_PROGRE
 
 # The stock-ticker dashboard (ticker/): seconds between two price snapshots.
 TICKER_INTERVAL = float(os.environ.get("TICKER_INTERVAL", "1"))
+
+# Metrics and logs (docs/operations.md). GET /metrics answers only these
+# addresses (a comma list of IPs and CIDRs; loopback by default); everyone
+# else gets a 404. One endpoint per server process: scrape each one.
+REALTIME_METRICS_ALLOWED_IPS = os.environ.get("REALTIME_METRICS_ALLOWED_IPS", "127.0.0.1,::1")
+# DJANGO_LOG_JSON=1: one JSON object per log line on the console (realtime.logfilters.JsonFormatter),
+# still redacted. Each connection's end is one INFO line of the logger realtime.connections.
+if os.environ.get("DJANGO_LOG_JSON", "").strip().lower() in ("1", "true", "yes", "on"):
+    LOGGING["formatters"]["json"] = {"()": "realtime.logfilters.JsonFormatter"}
+    LOGGING["handlers"]["console"]["formatter"] = "json"

@@ -42,6 +42,9 @@ _EXPORTS = {
     "online_counts": "presence",
     "rate_allow": "ratelimit",
     "register_job": "background",
+    # Metrics an app reports (realtime.metrics; the core counts the rest itself).
+    "count_upload_bytes": "metrics",
+    "count_upload_finished": "metrics",
     # Close codes.
     "SESSION_ENDED": "codes",
     "USER_DEACTIVATED": "codes",
@@ -49,7 +52,12 @@ _EXPORTS = {
     "TRY_AGAIN_LATER": "codes",
 }
 # Names whose attribute in the module differs from the public name.
-_RENAMED = {"rate_allow": "allow", "register_job": "register"}
+_RENAMED = {
+    "rate_allow": "allow",
+    "register_job": "register",
+    "count_upload_bytes": "upload_received",
+    "count_upload_finished": "upload_finished",
+}
 
 __all__ = sorted(_EXPORTS)
 

@@ -21,13 +21,14 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 
-from . import credentials, events, presence, shutdown
+from . import credentials, events, metrics, presence, shutdown
 from .codes import SERVICE_RESTART
 from .credentials import Credential
 from .resume import LiveFilter
@@ -35,6 +36,8 @@ from .services import REDIS_ERRORS
 from .topics import Event, Topic
 
 logger = logging.getLogger(__name__)
+# One INFO line per connection end: transport, topic kind, duration, close code; nothing else.
+connections_log = logging.getLogger("realtime.connections")
 
 # Why a connection was refused, for the transports' answers (and logs).
 FORBIDDEN = "forbidden"  # the topic's rule (no identity, an invalid key)
@@ -66,16 +69,26 @@ class Connection:
     watch: credentials.Watch | None = None
     presence_listener: Callable[[str], Awaitable[None]] | None = None
     live_filter: LiveFilter = field(default_factory=lambda: LiveFilter(0))
+    # How it ended, set by its transport: a close code, or metrics.CLIENT_GONE (realtime.metrics).
+    close_code: Any = None
+    opened_at: float = 0.0  # time.monotonic() at admission
+    bound_metrics: metrics.ConnectionMetrics | None = None
 
     async def admit(self) -> str | None:
         """Take a connection slot of the user unless refused; return the refusal reason, or None."""
         if not self.topic.can_join(self.user):
+            anonymous = self.user is None or not self.user.is_authenticated
+            metrics.connection_refused(self.transport, metrics.NO_IDENTITY if anonymous else FORBIDDEN)
             return FORBIDDEN
         if shutdown.draining():
+            metrics.connection_refused(self.transport, DRAINING)
             return DRAINING
         if not await presence.admit(user_id=self.user.pk, limit=settings.REALTIME_MAX_CONNECTIONS_PER_USER):
+            metrics.connection_refused(self.transport, LIMIT)
             return LIMIT
         self.admitted = True
+        self.opened_at = time.monotonic()
+        self.bound_metrics = metrics.connection_opened(self)
         _live.add(self)
         return None
 
@@ -100,11 +113,14 @@ class Connection:
         opening = await self.topic.open(self.user, after)
         self.live_filter = LiveFilter(opening.floor)
         yield opening.hello
+        count = 0
         async for event in opening.events():
             event_id = self.topic.event_id(event)
             if event_id is not None:
                 self.live_filter.replaying(event_id)
+            count += 1
             yield event
+        metrics.caught_up(self.topic.kind, count)
         if self.topic.presence:
             yield await self.join_presence()
 
@@ -125,7 +141,10 @@ class Connection:
         if message.get("exclude") == self.channel:
             return False
         event_id = message.get("id")
-        return event_id is None or self.live_filter.fresh(event_id)
+        if event_id is None or self.live_filter.fresh(event_id):
+            return True
+        metrics.duplicate_skipped(self.topic.kind)  # counted only when skipped: rare
+        return False
 
     def revalidate(self) -> None:
         """Called on a REVALIDATE notice (password changed): re-check without pausing delivery."""
@@ -147,12 +166,33 @@ class Connection:
         if self.presence_listener is not None:
             presence.leave(topic=self.topic.group, user=self.user, deliver=self.presence_listener)
         if self.admitted:
-            presence.release(user_id=self.user.pk)
+            presence.release(user_id=self.user.pk, spawn=_spawn)
+            self._count_end()
         if self.groups:
             # The only step that may wait (Redis): a task of its own, so a cancelled
             # connection still leaves its groups.
             _spawn(_leave_groups(self.layer, self.channel, self.groups))
             self.groups = []
+
+    def _count_end(self) -> None:
+        """Count this admitted connection's end and log one line: no credential, user or text."""
+        seconds = time.monotonic() - self.opened_at
+        code = metrics.connection_closed(self.bound_metrics, self.close_code, seconds)
+        if connections_log.isEnabledFor(logging.INFO):
+            kind = self.bound_metrics.topic
+            connections_log.info(
+                "connection ended: transport=%s topic=%s duration=%.3fs code=%s",
+                self.transport,
+                kind,
+                seconds,
+                code,
+                extra={
+                    "transport": self.transport,
+                    "topic": kind,
+                    "duration_s": round(seconds, 3),
+                    "code": code,
+                },
+            )
 
 
 async def _leave_groups(layer, channel: str, groups: list[str]) -> None:
@@ -206,5 +246,6 @@ async def _renew(layer) -> None:
                 try:
                     await layer.group_add(group, connection.channel)
                 except REDIS_ERRORS as exc:  # Redis down: the relay closes its sockets to resume
+                    metrics.layer_error("renew")
                     logger.warning("renewing group %s failed: %r", group, exc)
                     break

@@ -13,7 +13,7 @@ import json
 
 from django.conf import settings
 
-from . import events
+from . import events, metrics
 from .codes import TRY_AGAIN_LATER
 from .connection import Connection
 from .credentials import Credential
@@ -39,6 +39,8 @@ class TopicConsumer(DirectDeliveryConsumer):
             await super().__call__(scope, receive, send)
         finally:
             if self.connection is not None:
+                # The code the socket ended with (realtime.delivery); none: an exception, a cancellation.
+                self.connection.close_code = metrics.OTHER if self.close_code is None else self.close_code
                 self.connection.release()
 
     # -- lifecycle -------------------------------------------------------
@@ -84,6 +86,7 @@ class TopicConsumer(DirectDeliveryConsumer):
         try:
             await self.command(decode_frame(text_data, bytes_data))
         except ClientError as exc:
+            metrics.client_error("websocket", exc.code)
             await self.connection.send(events.error(exc.code, exc.detail))
 
     async def command(self, frame: Event) -> None:

@@ -42,6 +42,7 @@ from channels.exceptions import ChannelFull, StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
+from . import metrics
 from .codes import TRY_AGAIN_LATER
 from .events import DELIVER
 
@@ -107,6 +108,9 @@ class DirectDeliveryConsumer(AsyncWebsocketConsumer):
         self._open = False  # the sink may write now: nothing queued or in flight
         self._done = False  # close sent or client gone: nothing more goes out
         self._task: asyncio.Task | None = None  # the drain task, or the reader task (no sink)
+        # How the socket ended, first cause wins: the code close() sent, the client's
+        # disconnect code, or metrics.CLIENT_GONE when a send found the client gone.
+        self.close_code: int | str | None = None
         # Sinks run in the publisher's context; tasks of this socket get its own.
         self._context = contextvars.copy_context()
         if self._sink:
@@ -133,7 +137,10 @@ class DirectDeliveryConsumer(AsyncWebsocketConsumer):
     async def websocket_disconnect(self, message: dict) -> None:
         """Called when the socket closed, whoever closed it."""
         self._done = True
-        await self.disconnect(message.get("code", 1005))
+        code = message.get("code", 1005)
+        if self.close_code is None:
+            self.close_code = code
+        await self.disconnect(code)
         # As Channels does: release what async ORM calls of this socket's handlers
         # left in asgiref's shared thread (once per socket, not per message).
         await aclose_old_connections()
@@ -169,10 +176,15 @@ class DirectDeliveryConsumer(AsyncWebsocketConsumer):
         if self._done:
             return
         self._done, self._open = True, False
+        sent = 1000 if code is None or isinstance(code, bool) else code
+        if self.close_code is None:
+            self.close_code = sent
         try:
             await super().close(code, reason)
         except Exception as exc:  # the client is gone already
             logger.debug("close on a gone socket: %s", exc)
+            if self.close_code == sent:
+                self.close_code = metrics.CLIENT_GONE
 
     # -- internals -----------------------------------------------------------
 
@@ -199,6 +211,8 @@ class DirectDeliveryConsumer(AsyncWebsocketConsumer):
             log = logger.debug if isinstance(exc, OSError) else logger.warning
             log("send to %s failed, nothing more goes out: %r", self.channel_name, exc)
             self._done, self._open = True, False
+            if self.close_code is None:
+                self.close_code = metrics.CLIENT_GONE
             return
         if rest is not None:
             self._open = False
@@ -219,6 +233,8 @@ class DirectDeliveryConsumer(AsyncWebsocketConsumer):
         except OSError as exc:  # the client is gone (uvicorn: ClientDisconnected)
             logger.debug("drain of a gone socket: %s", exc)
             self._done = True
+            if self.close_code is None:
+                self.close_code = metrics.CLIENT_GONE
         except Exception:
             logger.exception("delivery to %s failed; closing it so the client resumes", channel)
             await self.close(TRY_AGAIN_LATER)
@@ -240,6 +256,7 @@ class DirectDeliveryConsumer(AsyncWebsocketConsumer):
                 return  # the client is gone
             # The layer is down (Redis restarting): close with 1013 (try again later),
             # so the client reconnects and resumes by replay.
+            metrics.layer_error("receive")
             logger.warning("channel layer receive failed; closing %s", self.channel_name, exc_info=True)
             await self.close(TRY_AGAIN_LATER)
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from . import metrics
 from .services import REDIS_ERRORS
 from .topics import Topic, user_public
 
@@ -80,24 +82,28 @@ def _delivery(
 ) -> dict[str, Any]:
     """Return the channel-layer message that carries ``event``, encoded once."""
     # "id" lets a subscriber skip an event it already sent by catch-up;
-    # "event" lets SSE name the event without decoding the text again.
+    # "event" lets SSE name the event without decoding the text again;
+    # SENT_AT times the fan-out (realtime.metrics, read once per group_send).
     return {
         "type": DELIVER,
         "text": encode(event),
         "event": event["type"],
         "id": event_id,
         "exclude": exclude,
+        metrics.SENT_AT: time.time(),
     }
 
 
 async def publish(topic: Topic, event: dict[str, Any], *, exclude: str | None = None) -> None:
     """Send ``event`` to every subscriber of ``topic``, except the channel ``exclude``."""
     message = _delivery(event, topic.event_id(event), exclude)
+    metrics.published(topic.kind)
     for attempt in (1, 2):
         try:
             await get_channel_layer().group_send(topic.group, message)
             return
         except REDIS_ERRORS as exc:
+            metrics.layer_error("publish")
             if attempt == 1:
                 # Right after a Redis restart the pool may hand out a dead
                 # connection once; subscribers that reconnected would miss
@@ -112,6 +118,7 @@ async def publish(topic: Topic, event: dict[str, Any], *, exclude: str | None = 
 
 async def publish_to_user(user_id: int, event: dict[str, Any]) -> None:
     """Send ``event`` to every live connection of one user, in any room."""
+    metrics.published("user")
     await get_channel_layer().group_send(user_group(user_id), _delivery(event))
 
 

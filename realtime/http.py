@@ -9,12 +9,14 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from . import metrics
 from .errors import ClientError
 from .topics import Topic
 
 
 def json_error(code: str, detail: str, status: int) -> JsonResponse:
-    """Return the API's error body ``{"error": code, "detail": detail}``."""
+    """Return the API's error body ``{"error": code, "detail": detail}`` (counted by code)."""
+    metrics.client_error("http", code)
     return JsonResponse({"error": code, "detail": detail}, status=status)
 
 

@@ -28,6 +28,8 @@ from typing import Any
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
 
+from . import metrics
+
 logger = logging.getLogger(__name__)
 
 # The control message put into a member channel that overflowed in group_send:
@@ -192,6 +194,7 @@ class FastInMemoryChannelLayer(InMemoryChannelLayer):
         evict: list[str] = []  # applied after the loop: members must not change while iterated
         leave: list[str] = []
         channels = self.channels
+        skipped = 0  # busy members that had no room (rare): not delivered
         for channel, joined in members.items():
             if joined < joined_after:
                 leave.append(channel)
@@ -199,8 +202,13 @@ class FastInMemoryChannelLayer(InMemoryChannelLayer):
             state = channels.get(channel) or self._state(channel)
             # An idle member (the usual case) goes straight to its sink or queue.
             if (state.queue or state.overflowed) and not self._has_room(channel, state, group, now, evict):
+                skipped += 1
                 continue
             self._push(state, message, now)
+        # A published event (realtime.events stamps it): counted once per group_send, not per member.
+        sent_at = message.get(metrics.SENT_AT)
+        if sent_at is not None:
+            metrics.delivered(len(members) - len(leave) - skipped, sent_at)
         for channel in leave:
             self._leave(group, channel)
         for channel in evict:
@@ -310,6 +318,7 @@ class FastInMemoryChannelLayer(InMemoryChannelLayer):
         if len(state.queue) >= state.capacity:  # a new overflow episode
             state.overflowed = True
             self.overflows += 1
+            metrics.overflowed()
             self.channel_overflows[channel] += 1
             self.dropped += 1
             logger.warning(

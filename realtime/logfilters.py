@@ -10,14 +10,20 @@ before any formatter sees them. ``project/settings.py`` puts it on the console
 handler; ``project/uvicorn_logging.json`` (``make serve``'s ``--log-config``)
 puts it on uvicorn's own handlers, which do not propagate to the root logger.
 
+:class:`JsonFormatter` writes one JSON object per line (``DJANGO_LOG_JSON=1``
+selects it for the console handler, docs/operations.md): the filter has run
+by then, and it redacts the fields a record carries in ``extra`` too.
+
 This module imports nothing from Django: uvicorn loads it while it configures
 logging, before the settings exist.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import time
 import traceback
 
 REDACTED = "[redacted]"
@@ -89,3 +95,45 @@ class RedactCredentials(logging.Filter):
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         return True
+
+
+# What every LogRecord has; anything else on a record came from ``extra=`` and is a field of its own.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """Format a record as one line of JSON: time, level, logger, message, then its ``extra`` fields.
+
+    ``{"time": "2026-11-22T10:00:00.123Z", "level": "INFO", "logger":
+    "realtime.connections", "message": "connection ended: ...", "transport":
+    "websocket", "topic": "room", "duration_s": 12.5, "code": "1000"}``;
+    ``exc_info`` for a traceback. Field values other than strings, numbers,
+    booleans and None are written as their (redacted) text.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        seconds = int(record.created)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        line: dict[str, object] = {
+            "time": f"{stamp}.{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_ATTRIBUTES and key not in line:
+                line[key] = _field(value)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(self.formatException(record.exc_info))
+        if record.exc_text:
+            line["exc_info"] = record.exc_text
+        if record.stack_info:
+            line["stack_info"] = record.stack_info
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def _field(value: object) -> object:
+    """Return an ``extra`` value as JSON can hold it, without a credential."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return redact(value if isinstance(value, str) else str(value))

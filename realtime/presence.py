@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from . import events, limits
+from . import events, limits, metrics
 from .services import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
@@ -489,7 +489,9 @@ async def _tick() -> None:
             logger.exception("presence tick failed")  # presence catches up next tick
         # A tick that took long (diffs to 10,000 listeners) spaces out the next
         # ones, so presence never takes more than about 1/TICK_COST_FACTOR of the process.
-        interval = max(TICK_SECONDS, (time.perf_counter() - started) * TICK_COST_FACTOR)
+        elapsed = time.perf_counter() - started
+        metrics.presence_tick(elapsed)
+        interval = max(TICK_SECONDS, elapsed * TICK_COST_FACTOR)
 
 
 def _ensure_ticker() -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from . import limits
+from . import limits, metrics
 from .services import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
@@ -49,9 +49,15 @@ async def allow(*, user_id: int, key: str, rate: str | None = None) -> bool:
     """
     limit = parse_rate(rate or settings.REALTIME_RATE_LIMIT)
     if not limits.shared():
-        return limits.local_log.hit(f"{user_id}:{key}", limit.count, limit.seconds)
-    try:
-        return await limits.rate_hit(user_id=user_id, key=key, count=limit.count, seconds=limit.seconds)
-    except REDIS_ERRORS as exc:
-        logger.warning("rate-limit store unavailable, message allowed: %s", exc)
-        return True
+        allowed = limits.local_log.hit(f"{user_id}:{key}", limit.count, limit.seconds)
+    else:
+        try:
+            allowed = await limits.rate_hit(
+                user_id=user_id, key=key, count=limit.count, seconds=limit.seconds
+            )
+        except REDIS_ERRORS as exc:
+            logger.warning("rate-limit store unavailable, message allowed: %s", exc)
+            return True
+    if not allowed:
+        metrics.rate_limited(key)
+    return allowed

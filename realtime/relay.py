@@ -35,6 +35,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 from channels_redis.core import RedisChannelLayer
 
+from . import metrics
 from .layers import OVERFLOW, FastInMemoryChannelLayer, Sink
 
 logger = logging.getLogger(__name__)
@@ -203,12 +204,18 @@ class RedisRelayChannelLayer(BaseChannelLayer):
 
     async def _relay(self) -> None:
         """Hand each group message from Redis to the local members, in order."""
+        failing = False
         while True:
+            if failing and await self._redis_answers():
+                failing = False
+                metrics.relay_reconnected()
             try:
                 message = await self.redis.receive(self._relay_channel)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                failing = True
+                metrics.relay_failed()
                 await self._redis_failed(exc)
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
@@ -225,8 +232,21 @@ class RedisRelayChannelLayer(BaseChannelLayer):
                     async with self._redis_slot():
                         await self.redis.group_add(group, self._relay_channel)
                 except Exception as exc:  # Redis down: the relay closes the sockets; rejoins follow
+                    metrics.layer_error("refresh")
                     logger.warning("refreshing group %s in Redis failed: %r", group, exc)
                     break
+
+    async def _redis_answers(self) -> bool:
+        """Return whether the relay channel's Redis answers a PING (after a failure only)."""
+        try:
+            index = self.redis.consistent_hash(self._relay_channel)
+            async with self._redis_slot():
+                await self.redis.connection(index).ping()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            return False
+        return True
 
     async def _redis_failed(self, exc: Exception) -> None:
         """Close every local channel's consumer (1013 for sockets), so clients resume by replay."""

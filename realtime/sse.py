@@ -20,7 +20,8 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
-from . import asgi, events
+from . import asgi, events, metrics
+from .codes import TRY_AGAIN_LATER
 from .connection import DRAINING, FORBIDDEN, Connection
 from .credentials import Credential
 from .errors import ClientError, parse_after
@@ -41,16 +42,20 @@ def stream_view(topic: type[Topic]):
 
     async def view(request: HttpRequest, **kwargs) -> HttpResponse:
         if request.method != "GET":
+            metrics.connection_refused("sse", "bad_request")
             response = json_error("method_not_allowed", "Use GET.", 405)
             response["Allow"] = "GET"
             return response
         target = topic.from_route(**kwargs)
         user = await request.auser()
         if not target.can_join(user):
+            anonymous = user is None or not user.is_authenticated
+            metrics.connection_refused("sse", metrics.NO_IDENTITY if anonymous else FORBIDDEN)
             return refusal(user)
         try:
             after = parse_after(request.headers.get("Last-Event-ID") or request.GET.get("after"))
         except ClientError as exc:
+            metrics.connection_refused("sse", "bad_request")
             return json_error(exc.code, exc.detail, exc.http_status)
         stream = TopicStream(
             target, user, Credential.of(request, user), await get_channel_layer().new_channel()
@@ -100,6 +105,8 @@ class TopicStream:
             channel=channel,
             end=self.end,
             push=self.push,
+            # A stream whose request is cut before its frames start was ended by its client.
+            close_code=metrics.CLIENT_GONE,
         )
 
     def event_frame(self, event: Event) -> str:
@@ -109,6 +116,7 @@ class TopicStream:
     async def frames(self, after: int | None) -> AsyncIterator[str]:
         """Yield hello, the catch-up, presence, then live events until the connection ends."""
         connection, receiving = self.connection, None
+        ended: int | str = metrics.OTHER  # why the stream ended, for the metrics and the log line
         try:
             await connection.subscribe()
             async for item in connection.open(after):
@@ -123,14 +131,20 @@ class TopicStream:
                 message, receiving = receiving.result(), None
                 kind = message["type"]
                 if kind in (events.CLOSE, OVERFLOW):
+                    # The notice's code (4401, 4403, 1012); an overflowed stream: 1013.
+                    ended = message.get("code", metrics.OTHER) if kind == events.CLOSE else TRY_AGAIN_LATER
                     return  # an overflowed stream ends; EventSource resumes with Last-Event-ID
                 if kind == events.REVALIDATE:
                     connection.revalidate()
                 elif kind == events.DELIVER and connection.fresh(message):
                     yield frame(message["text"], message["event"], message.get("id"))
+        except (asyncio.CancelledError, GeneratorExit):  # the client went away: the response was cut
+            ended = metrics.CLIENT_GONE
+            raise
         finally:
             if receiving:
                 receiving.cancel()
+            connection.close_code = ended
             connection.release()
 
     async def push(self, text: str, event_type: str) -> None:

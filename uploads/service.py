@@ -17,7 +17,16 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from realtime import ClientError, Topic, db_call, publish_to_user, rate_allow, topic_for
+from realtime import (
+    ClientError,
+    Topic,
+    count_upload_bytes,
+    count_upload_finished,
+    db_call,
+    publish_to_user,
+    rate_allow,
+    topic_for,
+)
 
 from . import files
 from .models import TARGET_PATTERN, Upload
@@ -202,6 +211,7 @@ async def _append(user, upload: Upload, read, remaining: int, checksum: bytes | 
         if not moved:  # another process appended meanwhile
             raise UploadError("conflict", "The upload moved on meanwhile; HEAD it and resume.", 409)
         upload.offset = start + writer.written
+        count_upload_bytes(writer.written)
         if upload.offset < upload.size:
             await progress.report(upload, upload.offset)
     if upload.offset == upload.size and upload.completed is None:
@@ -216,6 +226,7 @@ async def _finish(*, user, upload: Upload) -> None:
     await Upload.objects.filter(pk=upload.pk).aupdate(
         stored_name=upload.stored_name, completed=upload.completed, updated=upload.completed
     )
+    count_upload_finished()
     await progress.report(upload, upload.size)
     await upload_finished.asend(sender=Upload, upload=upload, user=user)
 

@@ -126,3 +126,21 @@ async def test_foreign_origin_is_still_refused_behind_nginx(proxied):
                 additional_headers={"Cookie": cookie, "Origin": "http://evil.example"},
             )
     assert refused.value.response.status_code == 403
+
+
+def test_metrics_are_refused_through_nginx_but_each_process_serves_its_scraper(proxied):
+    url, processes = proxied
+    # Through nginx every request reaches the app from loopback, which the app lets in:
+    # the shipped config refuses /metrics itself, in any spelling that reaches the same URL.
+    for path in ("/metrics", "/metrics?format=text", "//metrics", "/%6Detrics", "/metrics/"):
+        response = httpx.get(f"{url}{path}", timeout=5)
+        assert response.status_code == 404, path
+        assert "realtime_" not in response.text, path
+    response = httpx.get(f"{url}/metrics", timeout=5)
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json() == {"error": "not_found", "detail": "No such endpoint."}
+    # The scraper reaches each process on its own port, from loopback.
+    for server in processes:
+        direct = httpx.get(f"{server.url}/metrics", timeout=5)
+        assert direct.status_code == 200
+        assert "realtime_connections_open" in direct.text
