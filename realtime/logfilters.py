@@ -32,6 +32,10 @@ REDACTED = "[redacted]"
 # quote or a backslash (a repr). ``access%5Ftoken`` is what Django decodes to
 # the same name, so it is a credential too.
 _QUERY_TOKEN = re.compile(r"(?i)(access(?:_|%5f)token=)[^&\s\"'\\]*")
+# In a record's format string (``"... access_token=%s"``) the value is a
+# placeholder, filled from the arguments (redacted on their own): keep it, or
+# the record would no longer format and logging would print the raw arguments.
+_PLACEHOLDER = re.compile(r"%(?:\([^)]*\))?[-#0 +]*\d*(?:\.\d+)?[sdrifx]")
 # ``Bearer <value>`` in a header as logged or repr'd (``Authorization: Bearer
 # x``, ``(b'authorization', b'Bearer x')``).
 _BEARER = re.compile(r"(?i)(\bbearer\s+)[^\s\"',;)\]}\\]+")
@@ -44,6 +48,15 @@ def redact(text: str) -> str:
         return text  # the common case: nothing to look for
     text = _QUERY_TOKEN.sub(rf"\g<1>{REDACTED}", text)
     return _BEARER.sub(rf"\g<1>{REDACTED}", text)
+
+
+def _fills_a_credential(template: str) -> bool:
+    """Return whether a format string puts an argument where a credential goes (``access_token=%s``)."""
+    return any(
+        _PLACEHOLDER.match(match.group(0), len(match.group(1)))
+        for pattern in (_QUERY_TOKEN, _BEARER)
+        for match in pattern.finditer(template)
+    )
 
 
 def _redact_arg(value: object) -> object:
@@ -75,7 +88,10 @@ class RedactCredentials(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
+        if isinstance(record.msg, str) and record.args and _fills_a_credential(record.msg):
+            # The argument is the credential itself: format first, then redact the text.
+            record.msg, record.args = redact(record.getMessage()), ()
+        elif isinstance(record.msg, str):
             record.msg = redact(record.msg)
         elif record.msg is not None and not isinstance(record.msg, int | float):
             text = str(record.msg)

@@ -41,6 +41,13 @@ def test_credentials_are_redacted_and_the_rest_kept(logged, expected):
     assert filtered("%s", logged).getMessage() == expected
 
 
+@pytest.mark.parametrize("template", ["GET /ws/?access_token=%s done", "Authorization: Bearer %s"])
+def test_a_format_string_that_fills_in_the_credential_is_redacted_after_formatting(template):
+    record = filtered(template, TOKEN)
+    assert TOKEN not in record.getMessage()
+    assert "[redacted]" in record.getMessage()
+
+
 def test_mapping_arguments_are_redacted():
     record = filtered(
         "WebSocket CONNECT %(path)s [%(client)s]", {"path": f"/ws/?access_token={TOKEN}", "client": "c"}
