@@ -12,7 +12,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 # The production flags (measured in bench/): uvloop, httptools, the sans-I/O websockets
 # implementation, no per-message deflate, a listen backlog for connect storms.
 # The log config is uvicorn's own plus realtime.logfilters.RedactCredentials: no token in a log line.
-UVICORN_FLAGS := --loop uvloop --http httptools --ws websockets-sansio --ws-per-message-deflate false \
+UVICORN_FLAGS := --loop uvloop --http realtime.serverguard:HttpToolsProtocol --ws websockets-sansio --ws-per-message-deflate false \
 	--backlog 4096 --lifespan off --no-access-log --ws-max-size 1048576 --timeout-graceful-shutdown 10 \
 	--log-config project/uvicorn_logging.json
 # uvicorn trusts X-Forwarded-Proto/-For from 127.0.0.1 unless told otherwise: only behind a TLS

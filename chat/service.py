@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.db import DataError, IntegrityError, connection
+from django.db import InterfaceError, OperationalError, connection
 
 from realtime import ClientError, db_call, publish, rate_allow
 
@@ -203,21 +204,37 @@ async def _broadcast(topic: RoomTopic, posts: list[_Post], stored: list[Message 
                 post.stored.set_exception(msg)
 
 
+# Errors of the connection, not of one row: the batch fails (the database is away).
+_CONNECTION_ERRORS = (OperationalError, InterfaceError)
+
+
 @db_call
 def _messages_create(*, slug: str, posts: list[_Post]) -> list[Message | Exception]:
-    """Store a room's messages in one INSERT (and the room on first use); return each, or its error."""
+    """Store a room's messages in one INSERT (and the room on first use); return each, or its error.
+
+    One bad row (an attachment used twice, text a driver cannot encode or a
+    database cannot store) must not sink the others: any error but a
+    connection's makes the batch go again one row at a time, each row with
+    its own outcome. A connection's error fails the batch (nothing stored).
+    """
     room, _ = Room.objects.get_or_create(slug=slug)
     try:
         return Message.objects.bulk_create(
             [Message(room=room, user=p.user, text=p.text, attachment=p.attachment) for p in posts]
         )
-    except (IntegrityError, DataError):
-        pass  # one bad message (an attachment used twice) must not sink the others: one by one
+    except _CONNECTION_ERRORS:
+        raise
+    except Exception:
+        logger.info("a batch of %d messages in %s failed; storing them one by one", len(posts), slug)
     stored: list[Message | Exception] = []
-    for p in posts:
+    for n, p in enumerate(posts):
         try:
             msg = Message.objects.create(room=room, user=p.user, text=p.text, attachment=p.attachment)
-        except (IntegrityError, DataError) as exc:
+        except _CONNECTION_ERRORS as exc:
+            # The connection is gone: the rows stored so far stay stored, the rest fail.
+            stored.extend([exc] * (len(posts) - n))
+            break
+        except Exception as exc:
             msg = exc
         stored.append(msg)
     return stored
@@ -250,4 +267,86 @@ def parse_limit(raw: str | None) -> int:
     # Length first: int() refuses strings of over 4,300 digits with a ValueError.
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 3) or not 1 <= int(raw) <= 200:
         raise ClientError("invalid", "'limit' must be an integer from 1 to 200.")
+    return int(raw)
+
+
+# -- rooms: creation limit and listing ------------------------------------------
+# A room is created by the first connection or message naming it (room_open,
+# _messages_create). How many a user may create is limited
+# (REALTIME_ROOMS_PER_USER_PER_HOUR): chat.middleware asks before the
+# handshake or the SSE stream that would create one, chat.views before
+# storing a valid message that would.
+
+ROOM_CREATION_KEY = "room-create"  # the rate-limit key of room creations (realtime.ratelimit)
+ROOM_LIMIT_DETAIL = "You may create {} rooms an hour; join an existing room or retry later."
+# Slugs of rooms seen to exist: a handshake to a known room costs no query. A
+# room deleted meanwhile only means its re-creation is not counted.
+_known_rooms: dict[str, None] = {}
+KNOWN_ROOMS_MAX = 10_000
+
+
+def room_exists(*, slug: str) -> bool:
+    """Return whether the room ``slug`` exists (sync ORM: the DB thread or a request's thread)."""
+    if slug in _known_rooms:
+        return True
+    if not Room.objects.filter(slug=slug).exists():
+        return False
+    _remember_room(slug)
+    return True
+
+
+def _remember_room(slug: str) -> None:
+    if len(_known_rooms) >= KNOWN_ROOMS_MAX:
+        _known_rooms.pop(next(iter(_known_rooms)))
+    _known_rooms[slug] = None
+
+
+def _room_creation_rate() -> str:
+    return f"{settings.REALTIME_ROOMS_PER_USER_PER_HOUR}/1h"
+
+
+def room_creation_allowed_sync(*, user, slug: str) -> bool:
+    """Return whether ``user`` may open the room ``slug``: it exists, or they may create one more.
+
+    An allowed creation is made at once, so what follows (the connection,
+    the message) finds the room, and counts once: one of the user's
+    REALTIME_ROOMS_PER_USER_PER_HOUR. A refused user creates nothing. Sync
+    ORM, meant for the realtime DB thread, which runs one call at a time: of
+    many requests racing to open one new room, the first creates it and the
+    others find it (in each process). The limit itself is checked on the
+    event loop that waits for this call (realtime.ratelimit, realtime.db).
+    """
+    if room_exists(slug=slug):
+        return True
+    if not async_to_sync(rate_allow)(user_id=user.pk, key=ROOM_CREATION_KEY, rate=_room_creation_rate()):
+        return False
+    Room.objects.get_or_create(slug=slug)
+    _remember_room(slug)
+    return True
+
+
+async def room_creation_allowed(*, user, slug: str) -> bool:
+    """Async :func:`room_creation_allowed_sync` (one hop to the realtime DB thread, none for a known room)."""
+    if slug in _known_rooms:
+        return True
+    return await db_call(room_creation_allowed_sync)(user=user, slug=slug)
+
+
+@db_call
+def rooms_listed(*, online: list[str], named: list[str], offset: int, count: int) -> tuple[dict, list]:
+    """Return the names of the rooms ``named``, and ``count`` rooms not ``online`` from ``offset``.
+
+    Returns ``({slug: name}, [(slug, name), ...])``; rooms by slug.
+    """
+    names = dict(Room.objects.filter(slug__in=named).values_list("slug", "name")) if named else {}
+    others = Room.objects.exclude(slug__in=online).order_by("slug").values_list("slug", "name")
+    return names, (list(others[offset : offset + count]) if count else [])
+
+
+def parse_page(raw: str | None) -> int:
+    """Return the ``page`` query parameter as 1..100000 (default 1), or raise ClientError."""
+    if raw is None:
+        return 1
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not 1 <= int(raw) <= 100_000:
+        raise ClientError("invalid", "'page' must be an integer from 1 to 100000.")
     return int(raw)

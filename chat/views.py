@@ -2,38 +2,67 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from realtime import api, json_body, online_counts, parse_after, topic_users
+from realtime import ClientError, api, json_body, online_counts, parse_after, topic_users
 
 from . import events, service
 from .models import Room
 from .topic import RoomTopic
 
+# Rooms per lobby page.
+LOBBY_PAGE = 50
 
-async def _room_rows() -> list[dict]:
-    """Return every room, with how many users are online in each (rooms live only in memory too)."""
-    online = await online_counts(RoomTopic.kind)
-    listed = [r async for r in Room.objects.all()]
-    known = {r.slug for r in listed}
-    listed += [Room(slug=slug) for slug in sorted(online) if slug not in known and online[slug]]
-    return [{"slug": r.slug, "name": r.display_name, "online": online.get(r.slug, 0)} for r in listed]
+
+async def _room_rows(*, page: int, limit: int) -> tuple[list[dict], bool]:
+    """Return one page of rooms with how many users are online in each, and whether more follow.
+
+    Rooms with someone online come first (most online first), then the
+    others by slug; a room may be online without a row (deleted while in use).
+    """
+    counts = await online_counts(RoomTopic.kind)
+    online = sorted((slug for slug, n in counts.items() if n), key=lambda slug: (-counts[slug], slug))
+    offset = (page - 1) * limit
+    shown = online[offset : offset + limit]
+    rest = limit - len(shown)
+    # One more than fits tells whether a next page exists.
+    names, others = await service.rooms_listed(
+        online=online, named=shown, offset=max(0, offset - len(online)), count=rest + 1
+    )
+    listed = [(slug, names.get(slug, "")) for slug in shown] + others[:rest]
+    rows = [
+        {"slug": slug, "name": Room(slug=slug, name=name).display_name, "online": counts.get(slug, 0)}
+        for slug, name in listed
+    ]
+    return rows, offset + limit < len(online) or len(others) > rest
 
 
 @api("GET")
 async def rooms(request: HttpRequest, user) -> JsonResponse:
-    """List the rooms with how many users are online in each."""
-    return JsonResponse({"rooms": await _room_rows()})
+    """List a page of rooms with how many users are online in each; ``next`` is the next page's URL."""
+    page = service.parse_page(request.GET.get("page"))
+    limit = service.parse_limit(request.GET.get("limit"))
+    rows, more = await _room_rows(page=page, limit=limit)
+    following = f"{request.path}?{urlencode({'page': page + 1, 'limit': limit})}" if more else None
+    return JsonResponse({"rooms": rows, "next": following})
 
 
 @api("GET", "POST", topic=RoomTopic)
 async def room_messages(request: HttpRequest, user, topic: RoomTopic) -> JsonResponse:
     """List a room's messages (GET) or post one (POST)."""
     if request.method == "POST":
-        msg = await service.message_post(user=user, topic=topic, text=json_body(request).get("text"))
+        text = json_body(request).get("text")
+        service.clean_text(text)  # an invalid message creates no room: checked before the allowance
+        if not await service.room_creation_allowed(user=user, slug=topic.slug):
+            limit = settings.REALTIME_ROOMS_PER_USER_PER_HOUR
+            raise ClientError("rate_limited", service.ROOM_LIMIT_DETAIL.format(limit))
+        msg = await service.message_post(user=user, topic=topic, text=text)
         return JsonResponse(events.message(msg), status=201)
     after = parse_after(request.GET.get("after"))
     limit = service.parse_limit(request.GET.get("limit"))
@@ -53,9 +82,22 @@ async def render_page(request: HttpRequest, template: str, context: dict) -> Htt
 
 @login_required
 async def lobby(request: HttpRequest) -> HttpResponse:
-    """Render the lobby: the rooms and who is online."""
+    """Render the lobby: a page of rooms (``?page=``) and who is online."""
+    try:
+        page = service.parse_page(request.GET.get("page"))
+    except ClientError:
+        page = 1
     users = await topic_users(RoomTopic("lobby").group)
-    return await render_page(request, "chat/lobby.html", {"rooms": await _room_rows(), "lobby_users": users})
+    rows, more = await _room_rows(page=page, limit=LOBBY_PAGE)
+    context = {
+        "rooms": rows,
+        "lobby_users": users,
+        "page": page,
+        "previous_page": page - 1 if page > 1 else None,
+        "next_page": page + 1 if more else None,
+        "page_size": LOBBY_PAGE,
+    }
+    return await render_page(request, "chat/lobby.html", context)
 
 
 @login_required

@@ -81,12 +81,14 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "realtime.middleware.DatabaseUnavailableMiddleware",
+    "realtime.middleware.ApiBodyErrorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "realtime.auth.BearerTokenMiddleware",
+    "chat.middleware.RoomCreationLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -231,8 +233,8 @@ REALTIME_TYPING_RATE = os.environ.get("REALTIME_TYPING_RATE", "5/1s")
 # How often a live connection re-checks its session or token (expiry, revocation).
 REALTIME_REVALIDATE_SECONDS = float(os.environ.get("REALTIME_REVALIDATE_SECONDS", "300"))
 
-# Remembers where a cycled session key went, so a password change keeps the
-# changer's own sockets (realtime/sessions.py).
+# Deleting a session (logout, flush, a cycled key, clearsessions) closes its
+# connections with 4401 (realtime/sessions.py).
 SESSION_ENGINE = "realtime.sessions"
 # Django's ModelBackend with a user lookup cheap enough for every handshake (realtime/backends.py).
 AUTHENTICATION_BACKENDS = ["realtime.backends.ModelBackend"]
@@ -282,6 +284,17 @@ REALTIME_UPLOAD_PROGRESS_INTERVAL = float(os.environ.get("REALTIME_UPLOAD_PROGRE
 
 # The stock-ticker dashboard (ticker/): seconds between two price snapshots.
 TICKER_INTERVAL = float(os.environ.get("TICKER_INTERVAL", "1"))
+
+# Bounded growth (docs/security.md): rooms a user may create per hour (a
+# connection or post that would create one more is refused), unrevoked API
+# tokens per user, and the largest body a request without a session cookie or
+# an Authorization header may send (refused with 413 before it is read).
+REALTIME_ROOMS_PER_USER_PER_HOUR = int(os.environ.get("REALTIME_ROOMS_PER_USER_PER_HOUR", "20"))
+REALTIME_MAX_TOKENS_PER_USER = int(os.environ.get("REALTIME_MAX_TOKENS_PER_USER", "20"))
+REALTIME_MAX_ANONYMOUS_BODY = int(os.environ.get("REALTIME_MAX_ANONYMOUS_BODY", str(64 * 1024)))
+# Seconds a connection has to send its request's headers under `make serve`
+# (uvicorn has no such timeout of its own: realtime/serverguard.py).
+REALTIME_HEADER_TIMEOUT = float(os.environ.get("REALTIME_HEADER_TIMEOUT", "10"))
 
 # Metrics and logs (docs/operations.md). GET /metrics answers only these
 # addresses (a comma list of IPs and CIDRs; loopback by default); everyone

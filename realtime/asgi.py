@@ -55,9 +55,17 @@ class ConnectionsReleased:
 
 
 def application(http_app, websocket_urlconf: str) -> ConnectionsReleased:
-    """Return the ASGI app: ``http_app`` (Django's) and WebSockets routed by ``websocket_urlconf``."""
+    """Return the ASGI app: ``http_app`` (Django's) and WebSockets routed by ``websocket_urlconf``.
+
+    A request without a credential may not send a large body (realtime.bodylimit).
+    """
+    from .bodylimit import AnonymousBodyLimit
+
     return ConnectionsReleased(
         ProtocolTypeRouter(
-            {"http": http_app, "websocket": DjangoMiddlewareWebSocketRouter(websocket_urlconf)}
+            {
+                "http": AnonymousBodyLimit(http_app),
+                "websocket": DjangoMiddlewareWebSocketRouter(websocket_urlconf),
+            }
         )
     )

@@ -96,13 +96,9 @@ class Connection:
         """Join the topic's and the credential's groups; watch the credential; close on SIGTERM."""
         self.watch = credentials.watch(self.credential, self.end)
         shutdown.register(self.restart)
-        await self.resubscribe()
-        _ensure_renewer(self.layer)
-
-    async def resubscribe(self) -> None:
-        """Be a member of exactly the groups this connection needs (again after a session key moved)."""
         wanted = [self.topic.group, *self.credential.groups()]
         self.groups = await events.resubscribe(self.layer, self.channel, self.groups, wanted)
+        _ensure_renewer(self.layer)
 
     async def open(self, after: int | None) -> AsyncIterator[Event | str]:
         """Yield what comes before live events: hello, catch-up, then presence (already encoded).
@@ -148,7 +144,7 @@ class Connection:
 
     def revalidate(self) -> None:
         """Called on a REVALIDATE notice (password changed): re-check without pausing delivery."""
-        credentials.spawn_recheck(self.credential, self.end, self.resubscribe)
+        credentials.spawn_recheck(self.credential, self.end)
 
     async def restart(self) -> None:
         """Called on SIGTERM: end with 1012 so the client reconnects and resumes."""

@@ -1,10 +1,16 @@
 """One identity, end to end: what ends a live connection, and the check it runs.
 
 A connection (WebSocket or SSE stream) remembers the credential it was
-opened with and listens to that credential's groups. Logging out, changing
-the password, deactivating the user or revoking the token sends a notice
-there (realtime.signals); every connection also re-checks its credential
-periodically, so an expired session ends its connections too.
+opened with and listens to that credential's groups. Deleting a session
+(logout, a login as someone else, a password change's new key, clearsessions:
+realtime.sessions), changing the password, deactivating the user or revoking
+the token sends a notice there (realtime.signals); every connection also
+re-checks its credential periodically, so an expired session, or one ended
+where this process could not hear it, ends its connections too.
+
+A connection's session key never changes: one opened with a key that was
+cycled (password change, login) closes with 4401, and the page reconnects
+with its new cookie.
 """
 
 from __future__ import annotations
@@ -26,13 +32,9 @@ from . import events
 from .codes import SESSION_ENDED, USER_DEACTIVATED
 from .db import db_call
 from .models import ApiToken
-from .sessions import SessionStore, follow_moves
+from .sessions import SessionStore
 
 logger = logging.getLogger(__name__)
-
-# A password change cycles the changer's session key just after the user is
-# saved; a failed check is retried once after this grace before closing.
-REVALIDATE_GRACE = 1.0
 
 
 class ReadOnlySession(SessionStore):
@@ -105,33 +107,34 @@ def check(credential: Credential) -> int | None:
         return None if live else SESSION_ENDED
     if not credential.session_key:
         return SESSION_ENDED
-    credential.session_key = follow_moves(credential.session_key)
     probe = HttpRequest()
     probe.session = ReadOnlySession(credential.session_key)
     session_user = get_user(probe)
     return None if session_user.pk == credential.user_id else SESSION_ENDED
 
 
-async def recheck(credential: Credential) -> int | None:
-    """Check after a REVALIDATE notice, allowing a password change to finish."""
-    code = await check(credential)
-    if code == SESSION_ENDED:
-        await asyncio.sleep(REVALIDATE_GRACE)
-        code = await check(credential)
-    return code
-
-
 @dataclass(eq=False)
 class Watch:
     """One connection's periodic credential check; ``cancel()`` it when the connection ends."""
 
-    credential: Credential
-    end: Callable[[int], Awaitable[None]]
+    credential: Credential | None
+    end: Callable[[int], Awaitable[None]] | None
     cancelled: bool = False
+    watches: _Watches | None = None
 
     def cancel(self) -> None:
-        """Stop checking (the connection ended)."""
+        """Stop checking (the connection ended).
+
+        What the watch refers to goes at once: ``end`` is the connection's
+        close, which holds the whole consumer. Its heap entry stays until due
+        (REALTIME_REVALIDATE_SECONDS) or until the heap is compacted.
+        """
+        if self.cancelled:
+            return
         self.cancelled = True
+        self.credential = self.end = None
+        if self.watches is not None:
+            self.watches.cancelled_one()
 
 
 @dataclass
@@ -141,10 +144,21 @@ class _Watches:
     loop: asyncio.AbstractEventLoop
     due: list[tuple[float, int, Watch]] = field(default_factory=list)  # a heap
     task: asyncio.Task | None = None
+    cancelled: int = 0  # cancelled watches still in ``due``
+
+    def cancelled_one(self) -> None:
+        """Count a cancelled watch; drop them all once they are most of the heap (churning clients)."""
+        self.cancelled += 1
+        if self.cancelled > COMPACT_AFTER and self.cancelled * 2 > len(self.due):
+            self.due = [entry for entry in self.due if not entry[2].cancelled]
+            heapq.heapify(self.due)
+            self.cancelled = 0
 
 
 _watches: _Watches | None = None
 _order = itertools.count()  # ties in the heap: first watched, first checked
+# Cancelled watches the heap may hold before it is compacted (when they are half of it).
+COMPACT_AFTER = 1000
 
 
 def watch(credential: Credential, end: Callable[[int], Awaitable[None]]) -> Watch:
@@ -157,7 +171,7 @@ def watch(credential: Credential, end: Callable[[int], Awaitable[None]]) -> Watc
     loop = asyncio.get_running_loop()
     if _watches is None or _watches.loop is not loop:
         _watches = _Watches(loop)  # the connections of an earlier loop (tests) are gone
-    handle = Watch(credential, end)
+    handle = Watch(credential, end, watches=_watches)
     heapq.heappush(_watches.due, (loop.time() + settings.REALTIME_REVALIDATE_SECONDS, next(_order), handle))
     if _watches.task is None or _watches.task.done():
         # A context of its own: it serves every connection, and outlives the one that started it.
@@ -176,13 +190,15 @@ async def _check_due(watches: _Watches) -> None:
         while watches.due and watches.due[0][0] <= loop.time():
             _, _, handle = heapq.heappop(watches.due)
             if handle.cancelled:
+                watches.cancelled = max(0, watches.cancelled - 1)
                 continue
             try:
                 code = await check(handle.credential)
             except Exception:  # the database may blink; check again next period
                 logger.warning("credential check failed; retrying next period", exc_info=True)
                 code = None
-            if handle.cancelled:
+            if handle.cancelled:  # while checked: counted, though no longer in the heap
+                watches.cancelled = max(0, watches.cancelled - 1)
                 continue
             if code is None:
                 entry = (loop.time() + settings.REALTIME_REVALIDATE_SECONDS, next(_order), handle)
@@ -195,20 +211,13 @@ async def _check_due(watches: _Watches) -> None:
 _rechecks: set[asyncio.Task] = set()
 
 
-def spawn_recheck(
-    credential: Credential,
-    end: Callable[[int], Awaitable[None]],
-    moved: Callable[[], Awaitable[None]],
-) -> None:
-    """Re-check in the background; ``end(code)`` on failure, ``moved()`` if the session key moved."""
+def spawn_recheck(credential: Credential, end: Callable[[int], Awaitable[None]]) -> None:
+    """Re-check in the background (a REVALIDATE notice); ``end(code)`` on failure."""
 
     async def run() -> None:
-        key = credential.session_key
-        code = await recheck(credential)
+        code = await check(credential)
         if code is not None:
             await end(code)
-        elif credential.session_key != key:
-            await moved()
 
     task = asyncio.get_running_loop().create_task(run(), name="realtime-credential-recheck")
     _rechecks.add(task)  # keep a reference until done (asyncio holds tasks weakly)

@@ -1,8 +1,8 @@
 """Database work from async code: one long-lived worker thread, its connection kept.
 
-Handshakes (realtime.handshake) and the chat service (realtime.chat) run
-their ORM calls through :func:`db_call`, each call one hop to a single
-worker thread:
+Handshakes (realtime.handshake), credential checks (realtime.credentials)
+and the apps' database functions run their ORM calls through
+:func:`db_call`, each call one hop to a single worker thread:
 
 * The hop is lean: a queue put, and one ``call_soon_threadsafe`` back.
   ``sync_to_async`` also copies and restores context variables and chains
@@ -10,16 +10,31 @@ worker thread:
   as much work again as a small query; these calls need neither, since the
   worker thread has its own database connection and Django ``Local`` state.
 * ``CONN_MAX_AGE`` is 0 because under ASGI a request's thread dies with the
-  request. This thread lives as long as the process, so a SQLite
-  connection, a file handle with nothing to give back, is kept between
-  calls: opening one costs about 0.6 ms here (Django registers its SQL
-  functions and runs the init command each time), more than a handshake's
-  queries. Other databases are released after every call, as Channels'
-  ``database_sync_to_async`` does (PostgreSQL hands them back to its pool).
-* Before each call other databases' connections are checked as at a
-  request's start (``close_if_unusable_or_obsolete``), so a database
-  restart costs one failed call, not a dead thread; a SQLite connection
-  left inside a transaction is replaced.
+  request. This thread lives as long as the process and keeps its
+  connections between calls, whatever the database. A SQLite connection is
+  a file handle with nothing to give back, and opening one (Django
+  registers its SQL functions and runs the init command each time) costs
+  more than a handshake's queries (measured: bench/README.md, What changed,
+  and what each change bought). A pooled PostgreSQL connection is kept so
+  that this thread never waits for the pool: request threads that hold
+  pooled connections wait for this thread, and were this thread to wait
+  for the pool in turn, a burst of requests would hold every connection
+  while each waited for the others (the pool stalled for its timeout,
+  then requests failed). One connection of the pool is this thread's for
+  the life of the process.
+* Before each call the connections are checked: one a call left inside a
+  transaction is replaced, and one that failed since (a database restart)
+  is replaced if it no longer answers, so a restart costs one failed call,
+  not a dead thread.
+* Code running in this thread may call ``async_to_sync`` (a signal receiver
+  that notifies connections, a limit check): the coroutine runs on the
+  event loop of the ``db_call`` that is waiting, as from a thread of
+  ``sync_to_async``. Such a coroutine must not itself wait on ``db_call``:
+  this thread is busy until it returns.
+
+A request's own thread should hold no connection while it waits on this
+thread: :func:`release_connections` gives the calling thread's back (the
+identity middleware calls it once the caller is known, realtime.auth).
 """
 
 from __future__ import annotations
@@ -28,12 +43,17 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import queue
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from asgiref.sync import SyncToAsync
 from django.db import connections
+
+from . import metrics
 
 logger = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -51,7 +71,7 @@ def db_call(func: Callable[..., R]) -> Callable[..., Awaitable[R]]:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         _start_thread()
-        _jobs.put((loop, future, functools.partial(func, *args, **kwargs)))
+        _jobs.put((loop, future, functools.partial(func, *args, **kwargs), time.monotonic()))
         return await future
 
     return call
@@ -67,10 +87,19 @@ def _start_thread() -> None:
                 _thread.start()
 
 
+def queue_depth() -> int:
+    """Return how many calls wait for the worker thread (read by realtime.metrics at scrape time)."""
+    return _jobs.qsize()
+
+
 def _work() -> None:
-    """The worker thread: run each call with connections checked before and released after."""
+    """The worker thread: run each call with its connections checked first."""
+    # asgiref's sync threads record their event loop here, for async_to_sync (see the module docstring).
+    caller = SyncToAsync.threadlocal
     while True:
-        loop, future, call = _jobs.get()
+        loop, future, call, queued = _jobs.get()
+        metrics.db_waited(time.monotonic() - queued)
+        caller.main_event_loop, caller.main_event_loop_pid = loop, os.getpid()
         result = error = None
         try:
             _check_connections()
@@ -78,10 +107,7 @@ def _work() -> None:
         except BaseException as exc:  # handed to the awaiting coroutine
             error = exc
         finally:
-            try:
-                _release_connections()
-            except Exception:  # a broken connection failing to close; the next check drops it
-                logger.warning("closing a database connection failed", exc_info=True)
+            caller.main_event_loop = None
         with contextlib.suppress(RuntimeError):  # that event loop is closed: nobody waits any more
             loop.call_soon_threadsafe(_settle, future, result, error)
 
@@ -96,14 +122,31 @@ def _settle(future: asyncio.Future, result: Any, error: BaseException | None) ->
 
 
 def _check_connections() -> None:
+    """Replace a connection left inside a transaction, or broken since the last call."""
     for conn in connections.all(initialized_only=True):
-        if conn.vendor != "sqlite":
-            conn.close_if_unusable_or_obsolete()
-        elif conn.connection is not None and not conn.get_autocommit():
-            conn.close()  # a call left a transaction open: start from a clean connection
+        if conn.connection is None:
+            continue
+        try:
+            if not conn.get_autocommit():
+                conn.close()  # a call left a transaction open: start from a clean connection
+            elif conn.errors_occurred:
+                if conn.is_usable():
+                    conn.errors_occurred = False
+                else:
+                    conn.close()  # the database restarted: the next query connects afresh
+        except Exception:  # a broken connection failing to close; Django connects afresh anyway
+            logger.warning("closing a database connection failed", exc_info=True)
 
 
-def _release_connections() -> None:
+def release_connections() -> None:
+    """Give back the calling thread's connections to other databases than SQLite (to their pool).
+
+    For a request's thread once it has what it needs from the database
+    before waiting on other work (realtime.auth): a thread that holds a
+    pooled connection while it waits takes it from everyone else. A
+    connection inside a transaction is kept. SQLite has no pool, and a
+    request's SQLite connection is closed when the request ends.
+    """
     for conn in connections.all(initialized_only=True):
-        if conn.vendor != "sqlite":  # SQLite's is kept (see the module docstring)
-            conn.close_if_unusable_or_obsolete()
+        if conn.vendor != "sqlite" and conn.connection is not None and not conn.in_atomic_block:
+            conn.close()

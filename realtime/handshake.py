@@ -11,15 +11,16 @@ user and session in its scope.
 The chain is built synchronously and a handshake runs it in ONE hop to the
 realtime DB thread (realtime.db), together with the origin check and the
 loads of the user and the session. Django's async chain would hop to a thread and back for every
-``MiddlewareMixin`` hook and cache or session access (about 16 hops per
-handshake with the default stack); middleware that is async-only still
-works, adapted by Django.
+``MiddlewareMixin`` hook and cache or session access, many hops per
+handshake with the default stack (counted: bench/README.md, Figures
+formerly quoted in code); middleware that is async-only still works,
+adapted by Django.
 
 Private framework API is fenced in this module: ``BaseHandler`` internals
 (``load_middleware``, ``_get_response``, ``_view_middleware``),
 ``LazyObject._wrapped``/``_setup`` and ``CsrfViewMiddleware._origin_verified``,
-read from Django 5.2. tests/test_handshake.py fails loudly if an upgrade
-changes them.
+read from Django 5.2. tests/realtime/test_handshake.py fails loudly if an
+upgrade changes them.
 """
 
 from __future__ import annotations
@@ -29,14 +30,17 @@ import logging
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.core.handlers.asgi import ASGIRequest
 from django.core.handlers.base import BaseHandler
-from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
 from django.middleware.csrf import CsrfViewMiddleware
 from django.urls import Resolver404, resolve
 from django.utils.functional import LazyObject, empty
 
+from . import metrics
 from .db import db_call
+from .middleware import DATABASE_UNAVAILABLE
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +154,21 @@ class DjangoMiddlewareWebSocketRouter:
         # Lets a middleware tell a handshake from a view request (the bearer
         # token middleware accepts ?access_token= only here).
         request.is_websocket = True
-        refusal, user = await self._handshake(request)
+        try:
+            # Parsed here, once: a query string Django refuses (over
+            # DATA_UPLOAD_MAX_NUMBER_FIELDS parameters) refuses the handshake.
+            request.GET  # noqa: B018
+        except (SuspiciousOperation, BadRequest) as exc:
+            await self.refuse(receive, send, request, HttpResponseBadRequest(), why=str(exc))
+            return None, None
+        try:
+            refusal, user = await self._handshake(request)
+        except DATABASE_UNAVAILABLE as exc:
+            # The database is down or its pool exhausted: refused (403), the client retries.
+            logger.warning("database unavailable for a WebSocket handshake to %s: %s", request.path, exc)
+            metrics.database_unavailable("websocket")
+            await self.refuse(receive, send, request, HttpResponse(status=503), why="database unavailable")
+            return None, None
         if refusal is not None:
             await self.refuse(receive, send, request, refusal)
             return None, None
@@ -163,9 +181,12 @@ class DjangoMiddlewareWebSocketRouter:
         return match.func, scope
 
     @staticmethod
-    async def refuse(receive, send, request: HttpRequest, response: HttpResponse) -> None:
+    async def refuse(receive, send, request: HttpRequest, response: HttpResponse, why: str = "") -> None:
         """Close the handshake before accept: the server answers HTTP 403."""
-        why = "origin" if isinstance(response, _ForeignOrigin) else f"middleware said {response.status_code}"
+        if isinstance(response, _ForeignOrigin):
+            why = "origin"
+        why = why or f"middleware said {response.status_code}"
+        metrics.handshake_refused(response.status_code, origin=isinstance(response, _ForeignOrigin))
         logger.info("WebSocket handshake refused: %s (%s)", request.path, why)
         message = await receive()
         if message["type"] == "websocket.connect":

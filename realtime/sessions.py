@@ -1,39 +1,45 @@
-"""Session engine that remembers where a cycled session key went.
+"""Session engine whose deleted sessions end their live connections at once.
 
-``update_session_auth_hash`` (password change) and ``login`` cycle the
-session key. Connections opened with the old key follow it here, so the
-session that changed the password keeps its sockets while every other
-session's connections close. Select it with ``SESSION_ENGINE``.
+A session is deleted by logout (``flush``), by a login as someone else in
+the same browser (``flush``), by a password change or a login that cycles
+the key (``cycle_key`` deletes the old key), and by ``clearsessions``
+(``clear_expired``). Each deletion sends the CLOSE notice 4401 to the
+connections opened with that key (realtime.events.session_group), so they
+close within a second: a copy of the cookie keeps no socket. The page that
+changed the password reconnects with its new cookie by itself
+(realtime/static/realtime/live-client.js). A session that merely expires,
+or one deleted where this process cannot hear it (another process with
+the in-process channel layer), ends its connections at their next
+credential check (REALTIME_REVALIDATE_SECONDS, realtime.credentials).
+Select it with ``SESSION_ENGINE``.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 
+from asgiref.sync import async_to_sync
 from django.contrib.sessions.backends.db import SessionStore as DbSessionStore
-from django.core.cache import cache
-from django.db import connections, router
+from django.db import connections, router, transaction
 from django.utils import timezone
 
-MOVE_TTL = 600
+logger = logging.getLogger(__name__)
 
-
-def moved_key(session_key: str) -> str:
-    """Return the cache key that records where ``session_key`` moved."""
-    from .events import session_group
-
-    return "realtime:session-moved:" + session_group(session_key)
+# Expired sessions deleted (and their connections told) per query by clear_expired.
+CLEAR_BATCH = 1000
 
 
 class SessionStore(DbSessionStore):
-    """Database sessions that record key cycling in the cache, and load in one prepared query."""
+    """Database sessions that end their connections when deleted, and load in one prepared query."""
 
     def _get_session_from_db(self):
         """Return the session's row if it has not expired, else None (and forget the key).
 
         Django's version builds ``objects.get(session_key=..., expire_date__gt=now)``
-        on each call: 190 us here against 23 us for the same query raw, and
-        every WebSocket handshake loads a session (bench/README.md).
+        on each call, which costs several times what running the query raw
+        does, and every WebSocket handshake loads a session (measured:
+        bench/README.md, What changed, and what each change bought).
         """
         model = self.model
         alias = router.db_for_read(model)
@@ -48,29 +54,56 @@ class SessionStore(DbSessionStore):
             return None
         return model(session_key=self.session_key, session_data=row[0])
 
-    def cycle_key(self) -> None:
-        """Create a new key for the same data, and remember the move."""
-        old = self.session_key
-        super().cycle_key()
-        if old and self.session_key:
-            cache.set(moved_key(old), self.session_key, MOVE_TTL)
+    def delete(self, session_key: str | None = None) -> None:
+        """Delete the session (flush, cycle_key, logout); its connections close with 4401."""
+        key = session_key or self.session_key
+        super().delete(session_key)
+        if key:
+            sessions_ended([key])
 
-    async def acycle_key(self) -> None:
-        """Async :meth:`cycle_key`."""
-        old = self.session_key
-        await super().acycle_key()
-        if old and self.session_key:
-            await cache.aset(moved_key(old), self.session_key, MOVE_TTL)
+    async def adelete(self, session_key: str | None = None) -> None:
+        """Async :meth:`delete`."""
+        key = session_key or self.session_key
+        await super().adelete(session_key)
+        if key:
+            await _close_connections([key])
+
+    @classmethod
+    def clear_expired(cls) -> None:
+        """Delete the expired sessions (``manage.py clearsessions``), telling their connections."""
+        model = cls.get_model_class()
+        now = timezone.now()
+        while True:
+            expired = model.objects.filter(expire_date__lt=now)
+            keys = list(expired.values_list("session_key", flat=True)[:CLEAR_BATCH])
+            if not keys:
+                return
+            model.objects.filter(session_key__in=keys).delete()
+            sessions_ended(keys)
 
 
-def follow_moves(session_key: str, hops: int = 3) -> str:
-    """Return the key a session lives under now, following recorded moves (sync: run it off the loop)."""
-    for _ in range(hops):
-        moved = cache.get(moved_key(session_key))
-        if not moved:
-            break
-        session_key = moved
-    return session_key
+def sessions_ended(keys: list[str]) -> None:
+    """Send CLOSE 4401 to the connections opened with these session keys, once the deletion commits.
+
+    Sync code: from a request's thread, the realtime DB thread or a
+    management command (async_to_sync reaches the server's event loop from
+    the first two; a command reaches the server only through Redis).
+    """
+    keys = list(keys)
+    transaction.on_commit(lambda: async_to_sync(_close_connections)(keys), robust=True)
+
+
+async def _close_connections(keys: list[str]) -> None:
+    from . import events
+    from .codes import SESSION_ENDED
+    from .services import REDIS_ERRORS
+
+    for key in keys:
+        try:
+            await events.notify(events.session_group(key), events.CLOSE, code=SESSION_ENDED)
+        except REDIS_ERRORS as exc:  # the periodic credential check closes them instead
+            logger.warning("could not tell the connections of an ended session: %s", exc)
+            return
 
 
 @functools.cache

@@ -73,7 +73,7 @@ def _drain(loop: asyncio.AbstractEventLoop, previous, signum, frame) -> None:
         _hand_over(previous, signum, frame)
         return
     _draining = True
-    logger.info("SIGTERM: closing live connections with 1012 and stopping background jobs (%d)", len(_closers))
+    logger.info("SIGTERM: closing live connections with 1012, stopping background jobs (%d)", len(_closers))
     for closer in list(_closers):
         loop.create_task(_close_quietly(closer))
     _handover = loop.call_later(GRACE_SECONDS, _hand_over, previous, signum, frame)

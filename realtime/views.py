@@ -2,28 +2,48 @@
 
 from __future__ import annotations
 
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.http import require_GET
 
+from .auth import issue_token
 from .connection import live_connections
-from .http import api, json_error
-from .models import ApiToken
+from .http import api, json_error, refusal
 from .topics import user_public
 
 
-@api("GET")
+@api("GET", identity=False)
 async def me(request: HttpRequest, user) -> JsonResponse:
-    """Return who the caller is."""
+    """Return who the caller is; 401 JSON without identity, leaving the browser's cookie alone.
+
+    Pages ask it after a 4401 (live-client.js) to learn whether the browser
+    holds a new session of the same user (a password change cycles the key).
+    That probe may leave with the old cookie while the response setting the
+    new one is on its way; Django would answer it by deleting the session
+    cookie, and should that answer land last, the browser would be logged out.
+    """
+    if not (user.is_authenticated and user.is_active):
+        request.COOKIES.pop(settings.SESSION_COOKIE_NAME, None)  # SessionMiddleware: no deletion
+        return refusal(user)
     return JsonResponse(user_public(user))
 
 
 @api("POST")
 async def tokens(request: HttpRequest, user) -> JsonResponse:
-    """Issue a personal API token for the caller; the raw value is shown only here."""
+    """Issue a personal API token for the caller; the raw value is shown only here.
+
+    A form body was parsed before (realtime.middleware.ApiBodyErrorsMiddleware).
+    """
     name = request.POST.get("name", "") if request.content_type != "application/json" else ""
-    _, raw = await ApiToken.aissue(user, name=name[:100])
+    raw = await sync_to_async(issue_token)(user, name=name[:100])
+    if raw is None:
+        limit = settings.REALTIME_MAX_TOKENS_PER_USER
+        return json_error(
+            "rate_limited", f"You hold {limit} API tokens, the most allowed: revoke one in the admin.", 429
+        )
     return JsonResponse({"token": raw}, status=201)
 
 

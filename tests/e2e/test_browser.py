@@ -260,6 +260,9 @@ async def test_fatal_close_codes_stop_reconnecting(logged_in_page, room_slug, co
         await ws.close(code=code, reason="test")
 
     await alice.route_web_socket(ROOM_SOCKETS, refuse)
+    if code == 4401:  # final once /api/me confirms it (a new session of the same user reconnects)
+        unauthorized = {"error": "unauthorized"}
+        await alice.route("**/api/me", lambda route: route.fulfill(status=401, json=unauthorized))
     await alice.goto(f"/rooms/{room_slug}/")
     await expect(alice.locator("#status")).to_have_attribute("data-state", "ended")
     await expect(alice.locator("#session-ended")).to_contain_text(why)

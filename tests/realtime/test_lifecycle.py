@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
 from django.test import Client, override_settings
@@ -67,10 +68,13 @@ async def test_logout_over_http_closes_that_sessions_sockets_only():
     await a2.disconnect()
 
 
-async def test_password_change_closes_other_sessions_but_keeps_the_changers():
+async def test_password_change_closes_every_socket_of_the_old_keys_and_the_changer_reconnects():
+    # The changer's own socket closes too: it was opened with the old session key, which a
+    # copied cookie may hold as well. The changer's page reconnects with its new cookie
+    # (live-client.js asks /api/me after 4401), as the last lines do.
     alice = await make_user("alice", password="old-secret-1")
     changer, other = await session_cookie(alice), await session_cookie(alice)
-    mine, theirs = await open_socket(changer), await open_socket(other)
+    mine, copied, theirs = await open_socket(changer), await open_socket(changer), await open_socket(other)
     async with http(cookie=changer) as client:
         token = await csrf_token(client)
         response = await client.post(
@@ -82,10 +86,19 @@ async def test_password_change_closes_other_sessions_but_keeps_the_changers():
             },
             headers={"x-csrftoken": token},
         )
-    assert response.status_code == 302, response.text[:300]
-    assert await closed_with(theirs) == 4401
-    assert await still_open(mine)
-    await mine.disconnect()
+        assert response.status_code == 302, response.text[:300]
+        assert await closed_with(mine, timeout=1) == 4401
+        assert await closed_with(copied, timeout=1) == 4401
+        assert await closed_with(theirs) == 4401
+        new_cookie = f"{settings.SESSION_COOKIE_NAME}={response.cookies[settings.SESSION_COOKIE_NAME]}"
+        assert new_cookie != changer
+    async with http(cookie=new_cookie) as changed:
+        assert (await changed.get("/api/me")).json()["username"] == "alice"
+    reconnected = await open_socket(new_cookie)
+    assert await still_open(reconnected)
+    await reconnected.disconnect()
+    async with http(cookie=changer) as stale:
+        assert (await stale.get("/api/me")).status_code == 401
 
 
 async def test_password_set_in_the_shell_closes_every_session():

@@ -1,4 +1,7 @@
-"""Resumable uploads (tus 1.0, CONTRACT.md section 5), through project.asgi.application."""
+"""Resumable uploads (tus 1.0), through project.asgi.application.
+
+The wire contract (docs/contract.md), section 5.
+"""
 
 from __future__ import annotations
 

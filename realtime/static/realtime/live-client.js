@@ -11,7 +11,10 @@
 // (transport-policy.js; ?transport=websocket|sse in the page's URL forces
 // one); reconnects with exponential backoff and full jitter (backoff.js);
 // catches up after the last event id the app holds; stops for good on the
-// fatal close codes 4401 and 4403; shows which transport is live.
+// fatal close codes 4401 and 4403; shows which transport is live. After 4401
+// (the session ended) it first asks sessionUrl who the browser's cookie is
+// now: a password change or a repeated login gave this browser a new session
+// of the same user, so it reconnects and catches up instead of ending.
 //
 // Options (only wsUrl or sseUrl is required; with just one, that one is used):
 //   wsUrl, sseUrl     the topic's WebSocket and SSE paths (or absolute URLs)
@@ -38,7 +41,9 @@
 //   fatalCodes        { closeCode: reason } (default LiveClient.FATAL_CODES)
 //   sessionUrl        asked after a refused handshake or a lost SSE stream
 //                     (neither shows a status): 401 there ends the client as
-//                     4401 would, 403 as 4403 (default "/api/me"; null: never ask)
+//                     4401 would, 403 as 4403 (default "/api/me"; null: never ask).
+//                     Asked after a 4401 too: the client goes on only if it
+//                     answers 200 for the user of the connection's hello.
 //   transport         "websocket" | "sse" forces one (default: ?transport= of the page)
 //   pageLifecycle     default true: "pagehide" stops, "pageshow" from the
 //                     back/forward cache connects again, "online" retries now
@@ -57,6 +62,9 @@
     4403: "Your account was deactivated.",
   };
   const SESSION_STATUSES = { 401: 4401, 403: 4403 };
+  const SESSION_ENDED = 4401;
+  const SESSION_RECHECK_MS = [1000, 2500]; // after a 4401, the waits before asking sessionUrl again
+  const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
   /** Return an onStatus that writes into the elements ``target`` selects (or that element). */
   function statusWriter(target = "[data-live-status]") {
@@ -120,6 +128,7 @@
       this.current = null; // the transport of the attempt under way, if any
       this.live = false; // the current connection delivered its first event
       this.ended = false; // for good: the session or the user is gone
+      this.userId = null; // the user the server's hello named (checked after a 4401)
       this.stopped = false; // for now: the page was left, it may come back
       this.stableTimer = null;
       this.retryTimer = null;
@@ -168,6 +177,7 @@
     }
 
     receive(event) {
+      if (event.type === "hello" && event.user) this.userId = event.user.id;
       if (!this.live) {
         // The first event of a connection (hello, by the contract) makes it live.
         this.live = true;
@@ -183,7 +193,18 @@
       this.live = false;
       clearTimeout(this.stableTimer);
       this.onDown(info);
-      if (info.code in this.fatalCodes) {
+      if (info.code === SESSION_ENDED && this.sessionUrl) {
+        // The session ended, or only its key did: a password change or a new login
+        // gave this browser a new cookie. The same user goes on (and catches up);
+        // anyone else, or nobody, ends the client. The server closes the socket
+        // while it answers the request that changed the key, so the new cookie may
+        // not be in the browser yet: a refusal is asked again, twice, a moment later.
+        this.status("reconnecting", "reconnecting…");
+        this.sessionAfterClose().then((code) => {
+          if (code) this.end(this.fatalCodes[code] || FATAL_CODES[code], code);
+          else this.scheduleReconnect();
+        });
+      } else if (info.code in this.fatalCodes) {
         this.end(this.fatalCodes[info.code], info.code);
       } else if (!info.wasOpen || !transport.reportsCloseCodes) {
         // A refused handshake looks like a network error (1006) to a browser,
@@ -199,12 +220,30 @@
       }
     }
 
-    /** Return 4401 or 4403 when the session or the account is gone, else null. */
-    async checkSession() {
+    /** After a 4401: return 4401 or 4403 once sessionUrl still refuses after the waits, else null. */
+    async sessionAfterClose() {
+      let code = await this.checkSession({ sameUser: true });
+      for (const wait of SESSION_RECHECK_MS) {
+        if (code !== SESSION_ENDED) break;
+        await delay(wait);
+        if (this.stopped) return null; // the page was left: connect() on its return asks again
+        code = await this.checkSession({ sameUser: true });
+      }
+      return code;
+    }
+
+    /**
+     * Return 4401 or 4403 when the session or the account is gone, else null.
+     * With sameUser, a session of another user than the hello's is gone too (4401).
+     */
+    async checkSession({ sameUser = false } = {}) {
       if (!this.sessionUrl) return null;
       try {
         const response = await fetch(this.sessionUrl, { credentials: "same-origin", cache: "no-store" });
-        return SESSION_STATUSES[response.status] || null;
+        const code = SESSION_STATUSES[response.status] || null;
+        if (code || !sameUser || !response.ok || this.userId === null) return code;
+        const me = await response.json();
+        return me.id === this.userId ? null : SESSION_ENDED;
       } catch {
         return null; // the network is down, not the session: keep retrying
       }

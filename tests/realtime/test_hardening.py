@@ -1,0 +1,606 @@
+"""Hard to break (issue 12): the database pool, ended sessions, bodies Django refuses, bounded growth.
+
+The in-process tests drive project.asgi.application; the slow ones run
+`make serve` (uvicorn with the Makefile's flags), where the defects showed:
+on PostgreSQL for the pool, on SQLite for the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import psycopg
+import pytest
+from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
+from django.contrib.sessions.models import Session
+from django.core.management import call_command
+from django.db import OperationalError
+from django.test import override_settings
+from django.utils import timezone
+from psycopg_pool import PoolTimeout
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+import realtime.auth
+import realtime.handshake
+from project.asgi import application
+from realtime.db import db_call
+from realtime.models import ApiToken
+from realtime.sessions import SessionStore
+from tests.asgi import csrf_token, http, make_user, session_cookie, ws
+from tests.conftest import ROOT, LiveServer, make_live_server
+from tests.live.conftest import bearer, cookie_header, recv_json
+from tests.serve import served
+from tests.sse_client import login
+
+ROOM = "/ws/rooms/general/"
+POSTGRES = os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+
+
+# -- helpers ---------------------------------------------------------------------
+
+
+async def open_socket(cookie: str | None = None, path: str = ROOM, **kwargs):
+    """Connect and read past hello and presence; return the communicator."""
+    comm = ws(path, cookie=cookie, **kwargs)
+    assert (await comm.connect())[0], f"handshake to {path} refused"
+    assert (await comm.receive_json_from())["type"] == "hello"
+    assert (await comm.receive_json_from())["type"] == "presence"
+    return comm
+
+
+async def closed_with(comm, timeout: float) -> int:
+    """Return the close code the server sent within ``timeout`` seconds, skipping events."""
+    async with asyncio.timeout(timeout):
+        while True:
+            message = await comm.receive_output(timeout)
+            if message["type"] == "websocket.close":
+                return message.get("code")
+
+
+async def refused(comm) -> bool:
+    """Return whether the handshake was closed before accept (HTTP 403 on a real server)."""
+    connected, _ = await comm.connect()
+    if connected:
+        await comm.disconnect()
+    return not connected
+
+
+def assert_json_error(response: httpx.Response, status: int, code: str) -> None:
+    """Assert the API's JSON error shape (the wire contract, section 2)."""
+    assert response.status_code == status, (response.status_code, response.text[:300])
+    assert response.headers["content-type"] == "application/json", response.text[:300]
+    assert response.json()["error"] == code and set(response.json()) == {"error", "detail"}
+
+
+def pool_timeout() -> OperationalError:
+    """Return what Django raises when the psycopg pool has no connection to give within its timeout."""
+    error = OperationalError("couldn't get a connection after 3.00 sec")
+    error.__cause__ = PoolTimeout("couldn't get a connection after 3.00 sec")
+    return error
+
+
+# -- item 2: a database that cannot answer is a 503 or a refused handshake, never a 500 -------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("error", [pool_timeout(), PoolTimeout("raw, unwrapped")], ids=["wrapped", "raw"])
+async def test_a_token_the_pool_cannot_look_up_is_a_503_json_and_a_refused_handshake(monkeypatch, error):
+    alice = await make_user("alice")
+    _, raw = await ApiToken.aissue(alice)
+
+    def unavailable(**kwargs):
+        raise error
+
+    monkeypatch.setattr(realtime.auth, "token_authenticate", unavailable)
+    async with http(authorization=f"Bearer {raw}") as client:
+        response = await client.get("/api/rooms/general/messages")
+    assert_json_error(response, 503, "unavailable")
+    assert response.headers["retry-after"] == "2"
+    assert await refused(ws(f"{ROOM}?access_token={raw}", origin=None))
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_database_error_while_loading_the_handshakes_session_refuses_it(monkeypatch):
+    alice = await make_user("alice")
+    cookie = await session_cookie(alice)
+
+    def unavailable(user):
+        raise pool_timeout()
+
+    # Loading the user after the middleware ran, on the realtime DB thread.
+    monkeypatch.setattr(realtime.handshake, "_unwrapped", unavailable)
+    assert await refused(ws(ROOM, cookie=cookie))
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_session_request_gives_its_connection_back_before_the_view_runs(monkeypatch):
+    """The session and user are loaded by the identity middleware, which then releases the connection."""
+    alice = await make_user("alice")
+    released = []
+    real = realtime.auth.release_connections
+    monkeypatch.setattr(realtime.auth, "release_connections", lambda: released.append(1) or real())
+    async with http(cookie=await session_cookie(alice)) as client:
+        response = await client.get("/api/rooms/general/messages")
+    assert response.status_code == 200
+    assert released == [1]  # one hop: session, user and release together
+
+
+# -- item 5: a deleted session ends its connections within a second ---------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_logging_in_as_someone_else_in_the_same_browser_closes_the_first_sessions_sockets():
+    alice, bob = await make_user("alice"), await make_user("bob")
+    first = await session_cookie(alice)
+    socket_of_alice = await open_socket(first)
+    async with http(cookie=first) as browser:
+        token = await csrf_token(browser)
+        response = await browser.post(
+            "/accounts/login/",
+            data={"username": "bob", "password": "bob", "csrfmiddlewaretoken": token},
+        )
+        assert response.status_code == 302
+    # Django flushed alice's session: her socket may no longer post as her.
+    assert await closed_with(socket_of_alice, timeout=1) == 4401
+    assert not await Session.objects.filter(session_key=first.split("=", 1)[1]).aexists()
+    assert bob  # the new session is bob's
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_asking_who_am_i_with_an_ended_session_leaves_the_browsers_cookie_alone():
+    """The page's probe after a 4401 may race the response that sets a new cookie: it must not delete it."""
+    alice = await make_user("alice")
+    cookie = await session_cookie(alice)
+    await SessionStore(cookie.split("=", 1)[1]).aflush()
+    async with http(cookie=cookie) as client:
+        response = await client.get("/api/me")
+    assert_json_error(response, 401, "unauthorized")
+    assert "set-cookie" not in response.headers
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_clearsessions_closes_the_sockets_of_the_expired_sessions_it_deletes():
+    alice = await make_user("alice")
+    expiring, staying = await session_cookie(alice), await session_cookie(alice)
+    gone, kept = await open_socket(expiring), await open_socket(staying)
+    key = expiring.split("=", 1)[1]
+    await Session.objects.filter(session_key=key).aupdate(expire_date=timezone.now())
+    await sync_to_async(call_command)("clearsessions")
+    assert await closed_with(gone, timeout=1) == 4401
+    await kept.send_json_to({"type": "ping"})
+    assert (await kept.receive_json_from())["type"] == "pong"
+    await kept.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_session_deleted_on_the_realtime_db_thread_closes_its_sockets():
+    """Sync code on the DB thread (a handshake's middleware flushing a session) reaches the loop."""
+    alice = await make_user("alice")
+    cookie = await session_cookie(alice)
+    comm = await open_socket(cookie)
+    await db_call(lambda: SessionStore(cookie.split("=", 1)[1]).flush())()
+    assert await closed_with(comm, timeout=1) == 4401
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_session_deleted_from_async_code_closes_its_sockets():
+    alice = await make_user("alice")
+    cookie = await session_cookie(alice)
+    comm = await open_socket(cookie)
+    await SessionStore(cookie.split("=", 1)[1]).aflush()
+    assert await closed_with(comm, timeout=1) == 4401
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(REALTIME_REVALIDATE_SECONDS=0.3)
+async def test_what_no_notice_announces_closes_at_the_next_periodic_check():
+    """Another process with the in-process layer cannot notify us: expiry and deactivation there."""
+    alice, bob = await make_user("alice"), await make_user("bob")
+    alices = await open_socket(await session_cookie(alice))
+    bobs_cookie = await session_cookie(bob)
+    bobs = await open_socket(bobs_cookie)
+    await get_user_model().objects.filter(pk=alice.pk).aupdate(is_active=False)  # no signal
+    key = bobs_cookie.split("=", 1)[1]
+    await Session.objects.filter(session_key=key).aupdate(expire_date=timezone.now())  # expired
+    assert await closed_with(alices, timeout=1.5) == 4403
+    assert await closed_with(bobs, timeout=1.5) == 4401
+
+
+# -- item 6: bodies and query strings Django refuses are clear errors, never HTML or a 500 ------------
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_form_bodies_django_refuses_are_json_errors_under_api():
+    alice = await make_user("alice")
+    _, raw = await ApiToken.aissue(alice)
+    many_fields = "&".join(f"f{n}=x" for n in range(2000))
+    big = "name=" + "x" * (3 * 1024 * 1024)
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    async with http(cookie=await session_cookie(alice)) as browser, http() as anonymous:
+        csrf = {"x-csrftoken": await csrf_token(browser)}
+        async with http(authorization=f"Bearer {raw}") as script:
+            for client, extra in ((browser, csrf), (script, {})):
+                assert_json_error(
+                    await client.post("/api/tokens", content=many_fields, headers={**form, **extra}),
+                    413,
+                    "too_large",
+                )
+                assert_json_error(
+                    await client.post("/api/tokens", content=big, headers={**form, **extra}), 413, "too_large"
+                )
+                assert_json_error(
+                    await client.post(
+                        "/api/tokens",
+                        content=b"--x\r\n\r\n",
+                        headers={"content-type": "multipart/form-data", **extra},
+                    ),
+                    400,
+                    "invalid",
+                )
+            # A form body that parses still names the token.
+            response = await script.post("/api/tokens", content="name=ci", headers=form)
+            assert response.status_code == 201
+        # With the CSRF cookie but no session, the form's token is read first, then refused as CSRF.
+        await csrf_token(anonymous)
+        response = await anonymous.post("/api/tokens", content=many_fields, headers=form)
+        assert_json_error(response, 413, "too_large")
+    assert await ApiToken.objects.filter(name="ci").aexists()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_handshake_with_too_many_query_parameters_is_refused_before_accept():
+    alice = await make_user("alice")
+    cookie = await session_cookie(alice)
+    query = "&".join(["a=1"] * 1100)
+    assert await refused(ws(f"{ROOM}?{query}", cookie=cookie))
+    comm = await open_socket(cookie, path=f"{ROOM}?after=0&p=1")  # a few are fine
+    await comm.disconnect()
+
+
+# -- item 7: bounded growth: tokens per user, bodies before authentication -----------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(REALTIME_MAX_TOKENS_PER_USER=3)
+async def test_api_tokens_per_user_are_limited_and_a_revoked_one_frees_a_place():
+    alice, bob = await make_user("alice"), await make_user("bob")
+    async with http(cookie=await session_cookie(alice)) as client:
+        csrf = {"x-csrftoken": await csrf_token(client)}
+        answers = await asyncio.gather(*(client.post("/api/tokens", headers=csrf) for _ in range(5)))
+        assert sorted(r.status_code for r in answers) == [201, 201, 201, 429, 429]
+        assert_json_error(next(r for r in answers if r.status_code == 429), 429, "rate_limited")
+        token = await ApiToken.objects.filter(user=alice).afirst()
+        token.revoked = True
+        await token.asave()
+        assert (await client.post("/api/tokens", headers=csrf)).status_code == 201
+    assert await ApiToken.objects.filter(user=alice, revoked=False).acount() == 3
+    async with http(cookie=await session_cookie(bob)) as client:
+        csrf = {"x-csrftoken": await csrf_token(client)}
+        assert (await client.post("/api/tokens", headers=csrf)).status_code == 201  # per user
+
+
+async def call_app(scope_headers: list[tuple[bytes, bytes]], body: list[bytes], method: str = "POST"):
+    """Call project.asgi.application once; return (status, body, how many body chunks it read)."""
+    read = 0
+    chunks = [{"type": "http.request", "body": b, "more_body": n < len(body) - 1} for n, b in enumerate(body)]
+    sent: list[dict] = []
+
+    async def receive():
+        nonlocal read
+        if read < len(chunks):
+            read += 1
+            return chunks[read - 1]
+        await asyncio.sleep(3600)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": "/api/tokens",
+        "raw_path": b"/api/tokens",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), *scope_headers],
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+    }
+    await asyncio.wait_for(application(scope, receive, send), 10)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], content, read
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_anonymous_body_over_the_limit_is_refused_before_it_is_read(settings):
+    settings.REALTIME_MAX_ANONYMOUS_BODY = 1000
+    length = str(64 * 1024 * 1024).encode()
+    status, content, read = await call_app([(b"content-length", length)], [b"x" * 1000] * 3)
+    assert (status, read) == (413, 0)
+    assert json.loads(content)["error"] == "too_large"
+    # Chunked, without a length: read up to the limit only.
+    status, _, read = await call_app([(b"transfer-encoding", b"chunked")], [b"x" * 600] * 10)
+    assert (status, read) == (413, 2)
+    # Under the limit, or with a credential, Django answers as before (no identity: 401/403).
+    status, _, _ = await call_app([(b"content-length", b"2")], [b"{}"])
+    assert status in (401, 403)
+    status, _, read = await call_app(
+        [(b"content-length", b"3000"), (b"authorization", b"Bearer nope")], [b"x" * 1000] * 3
+    )
+    assert (status, read) == (401, 3)
+    status, _, read = await call_app(
+        [(b"transfer-encoding", b"chunked"), (b"cookie", f"{settings.SESSION_COOKIE_NAME}=x".encode())],
+        [b"x" * 600] * 3,
+    )
+    assert status == 403 and read == 3  # CSRF: no token
+
+
+# -- through `make serve` ----------------------------------------------------------------------------
+
+
+def postgres_reachable() -> None:
+    try:
+        psycopg.connect(POSTGRES, connect_timeout=3).close()
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {POSTGRES} is needed for this test and is not reachable: {exc}")
+
+
+@pytest.mark.slow
+async def test_make_serve_on_postgres_answers_a_burst_of_api_reads_and_handshakes(tmp_path, monkeypatch):
+    """Issue 12, item 2: 20 and 40 concurrent reads with a bearer token gave 500s and a crashed handshake."""
+    postgres_reachable()
+    monkeypatch.setenv("DATABASE_URL", POSTGRES)  # the server gets a fresh database there
+    room = f"burst-{uuid.uuid4().hex[:8]}"
+    with served(tmp_path) as (server, log_path):
+        token = server.create_token("alice")
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=0)
+        async with (
+            login(server.url, "bob") as bob,
+            httpx.AsyncClient(base_url=server.url, headers=bearer(token), timeout=30, limits=limits) as alice,
+        ):
+            csrf = {"X-CSRFToken": bob.cookies["csrftoken"]}
+            assert (
+                await bob.post(f"/api/rooms/{room}/messages", json={"text": "hi"}, headers=csrf)
+            ).status_code == 201
+            sessions = httpx.AsyncClient(base_url=server.url, cookies=bob.cookies, timeout=30, limits=limits)
+
+            async def handshake() -> str:
+                async with connect(
+                    f"{server.ws_url}/ws/rooms/{room}/",
+                    origin=server.url,
+                    additional_headers=cookie_header(bob),
+                    open_timeout=20,
+                ) as ws:
+                    return (await recv_json(ws, 20))["type"]
+
+            for burst in (20, 40):
+                reads = [alice.get(f"/api/rooms/{room}/messages") for _ in range(burst)]
+                reads += [sessions.get(f"/api/rooms/{room}/messages") for _ in range(burst // 2)]
+                answers = await asyncio.gather(handshake(), *reads)
+                assert answers[0] == "hello"
+                statuses = [r.status_code for r in answers[1:]]
+                assert statuses == [200] * len(statuses), statuses
+                assert all(r.json()["messages"][0]["text"] == "hi" for r in answers[1:])
+            await sessions.aclose()
+    log = log_path.read_text(errors="replace")
+    assert "Traceback" not in log and "Exception in ASGI application" not in log, log[-3000:]
+
+
+@pytest.mark.slow
+async def test_make_serve_on_postgres_answers_503_json_when_the_pool_is_truly_exhausted(
+    tmp_path, monkeypatch
+):
+    """Requests hold every pooled connection (a table is locked): the next is a 503, and handshakes go on."""
+    postgres_reachable()
+    monkeypatch.setenv("DATABASE_URL", POSTGRES)
+    room = f"pool-{uuid.uuid4().hex[:8]}"
+    # Two connections: one is the realtime DB thread's, one for requests.
+    with served(tmp_path, DATABASE_POOL_SIZE="2") as (server, log_path):
+        token = server.create_token("alice")
+        async with (
+            login(server.url, "bob") as bob,
+            httpx.AsyncClient(base_url=server.url, headers=bearer(token), timeout=30) as alice,
+        ):
+            assert (
+                await alice.get(f"/api/rooms/{room}/messages")
+            ).status_code == 200  # the DB thread connects
+            with psycopg.connect(server.env["DATABASE_URL"]) as locker:
+                locker.execute("LOCK TABLE realtime_apitoken IN ACCESS EXCLUSIVE MODE")
+                blocked = asyncio.create_task(alice.get(f"/api/rooms/{room}/messages"))
+                await asyncio.sleep(0.5)  # it holds the requests' connection, waiting for the lock
+                started = time.monotonic()
+                response = await alice.get(f"/api/rooms/{room}/messages")
+                assert_json_error(response, 503, "unavailable")
+                assert time.monotonic() - started < 10
+                # The realtime DB thread has a connection of its own: handshakes are still served.
+                async with connect(
+                    f"{server.ws_url}/ws/rooms/{room}/",
+                    origin=server.url,
+                    additional_headers=cookie_header(bob),
+                    open_timeout=10,
+                ) as ws:
+                    assert (await recv_json(ws, 10))["type"] == "hello"
+                assert not blocked.done()
+                locker.rollback()  # the lock goes
+            assert (await blocked).status_code == 200
+            assert (await alice.get(f"/api/rooms/{room}/messages")).status_code == 200
+    log = log_path.read_text(errors="replace")
+    assert "Exception in ASGI application" not in log, log[-3000:]
+
+
+async def raw_http(port: int, head: bytes, body: bytes = b"", timeout: float = 5) -> bytes:
+    """Send ``head`` and ``body`` on a fresh TCP connection; return what the server answers."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head + body)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(65536), timeout)
+    finally:
+        writer.close()
+
+
+@pytest.mark.slow
+async def test_make_serve_answers_bodies_and_handshakes_django_refuses_with_clear_errors(tmp_path):
+    """Items 6 and 7 where they showed: uvicorn, DEBUG off."""
+    with served(tmp_path) as (server, log_path):
+        token = server.create_token("alice")
+        async with (
+            login(server.url, "alice") as alice,
+            httpx.AsyncClient(base_url=server.url, headers=bearer(token), timeout=30) as script,
+        ):
+            csrf = {"X-CSRFToken": alice.cookies["csrftoken"]}
+            form = {"Content-Type": "application/x-www-form-urlencoded"}
+            many_fields = "&".join(f"f{n}=x" for n in range(2000))
+            for client, extra in ((alice, csrf), (script, {})):
+                response = await client.post("/api/tokens", content=many_fields, headers={**form, **extra})
+                assert_json_error(response, 413, "too_large")
+                big = "name=" + "x" * (3 * 1024 * 1024)
+                response = await client.post("/api/tokens", content=big, headers={**form, **extra})
+                assert_json_error(response, 413, "too_large")
+                response = await client.post(
+                    "/api/tokens",
+                    content=b"--x\r\n",
+                    headers={"Content-Type": "multipart/form-data", **extra},
+                )
+                assert_json_error(response, 400, "invalid")
+
+            # A handshake with 1,100 query parameters: refused before accept, not a 500.
+            # (Its URL stays under the 8 KiB that uvicorn's WebSocket parser accepts.)
+            query = "&".join(["a=1"] * 1100)
+            with pytest.raises(InvalidStatus) as refusal:
+                async with connect(
+                    f"{server.ws_url}/ws/rooms/x/?{query}",
+                    origin=server.url,
+                    additional_headers=cookie_header(alice),
+                ):
+                    pass
+            assert refusal.value.response.status_code == 403
+
+            # An anonymous 64 MiB body: 413 at once, before the client has sent it.
+            started = time.monotonic()
+            answer = await raw_http(
+                server.port,
+                b"POST /api/tokens HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 67108864\r\n\r\n",
+                b"x" * 1024,
+            )
+            assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+            assert b'"too_large"' in answer and time.monotonic() - started < 2
+
+            # An authenticated tus upload of 200 KiB (over the anonymous limit) still works.
+            data = os.urandom(200 * 1024)
+            tus = {"Tus-Resumable": "1.0.0"}
+            created = await alice.post(
+                "/api/uploads/",
+                headers={
+                    **tus,
+                    **csrf,
+                    "Upload-Length": str(len(data)),
+                    "Upload-Metadata": "filename YS5iaW4=,room eA==",
+                },
+            )
+            assert created.status_code == 201, created.text
+            patched = await alice.patch(
+                created.headers["location"],
+                content=data,
+                headers={
+                    **tus,
+                    **csrf,
+                    "Upload-Offset": "0",
+                    "Content-Type": "application/offset+octet-stream",
+                },
+            )
+            assert patched.status_code == 204, patched.text
+    log = log_path.read_text(errors="replace")
+    assert "Exception in ASGI application" not in log and "Traceback" not in log, log[-3000:]
+
+
+@contextmanager
+def uvicorn_with_guard(tmp_path, **env: str) -> Iterator[LiveServer]:
+    """Run uvicorn as `make serve` would, with the header-timeout protocol (realtime.serverguard)."""
+    server = make_live_server(tmp_path, **env)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "project.asgi:application",
+            "--port",
+            str(server.port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "realtime.serverguard:HttpToolsProtocol",
+            "--lifespan",
+            "off",
+            "--ws",
+            "websockets-sansio",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=server.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, "uvicorn exited early"
+            try:
+                if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "uvicorn did not answer /healthz"
+                time.sleep(0.1)
+        yield server
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.mark.slow
+async def test_uvicorn_with_the_guard_closes_a_connection_that_never_sends_its_headers(tmp_path):
+    """uvicorn has no header timeout of its own (issue 12, item 7); realtime.serverguard adds one."""
+    with uvicorn_with_guard(tmp_path, REALTIME_HEADER_TIMEOUT="1") as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as idle:
+            started = time.monotonic()
+            assert idle.recv(1) == b""  # closed by the server
+            assert 0.5 < time.monotonic() - started < 5
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
+            started = time.monotonic()
+            for line in (b"GET /healthz HTTP/1.1\r\n", b"Host: x\r\n", b"X-A: 1\r\n", b"X-B: 2\r\n"):
+                with contextlib.suppress(OSError):
+                    slow.sendall(line)  # a byte now and then does not stretch the deadline
+                await asyncio.sleep(0.4)
+            with contextlib.suppress(ConnectionResetError):
+                assert slow.recv(1024) == b""
+            assert time.monotonic() - started < 5
+        # Complete headers are not limited: a request, a kept-alive second one, a WebSocket.
+        with httpx.Client(base_url=server.url, limits=httpx.Limits(max_connections=1)) as kept:
+            for _ in range(3):
+                assert kept.get("/healthz").status_code == 200
+                time.sleep(0.6)  # between requests the keep-alive timeout applies (5 s)
+        token = server.create_token("alice")
+        async with connect(f"{server.ws_url}/ws/rooms/guard/?access_token={token}") as ws:
+            assert (await recv_json(ws))["type"] == "hello"
+            await asyncio.sleep(1.5)  # past the header timeout: the socket lives on
+            await ws.send(json.dumps({"type": "ping"}))
+            while (await recv_json(ws))["type"] != "pong":  # past presence
+                pass
