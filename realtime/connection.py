@@ -33,6 +33,7 @@ from .codes import SERVICE_RESTART
 from .credentials import Credential
 from .resume import LiveFilter
 from .services import REDIS_ERRORS
+from .tasks import spawn
 from .topics import Event, Topic
 
 logger = logging.getLogger(__name__)
@@ -162,12 +163,12 @@ class Connection:
         if self.presence_listener is not None:
             presence.leave(topic=self.topic.group, user=self.user, deliver=self.presence_listener)
         if self.admitted:
-            presence.release(user_id=self.user.pk, spawn=_spawn)
+            presence.release(user_id=self.user.pk)
             self._count_end()
         if self.groups:
             # The only step that may wait (Redis): a task of its own, so a cancelled
             # connection still leaves its groups.
-            _spawn(_leave_groups(self.layer, self.channel, self.groups))
+            spawn(_leave_groups(self.layer, self.channel, self.groups))
             self.groups = []
 
     def _count_end(self) -> None:
@@ -200,25 +201,12 @@ async def _leave_groups(layer, channel: str, groups: list[str]) -> None:
 
 # Every admitted, not yet released connection of this process.
 _live: set[Connection] = set()
-_tasks: set[asyncio.Task] = set()
 _renewer: asyncio.Task | None = None
 
 
 def live_connections() -> int:
     """Return how many connections this process holds now."""
     return len(_live)
-
-
-def _spawn(coro) -> None:
-    """Run ``coro`` in a task of its own context, kept referenced until done."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:  # no loop (a connection released at interpreter exit)
-        coro.close()
-        return
-    task = loop.create_task(coro, context=contextvars.Context())
-    _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
 
 
 def _ensure_renewer(layer) -> None:

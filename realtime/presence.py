@@ -48,6 +48,7 @@ from django.conf import settings
 
 from . import events, limits, metrics
 from .services import REDIS_ERRORS
+from .tasks import spawn
 
 logger = logging.getLogger(__name__)
 
@@ -206,21 +207,16 @@ async def _admit_shared(user_id: int, limit: int) -> bool:
     return True
 
 
-def release(*, user_id: int, spawn: Callable[[Awaitable[None]], None] | None = None) -> None:
+def release(*, user_id: int) -> None:
     """Uncount a connection counted by :func:`admit` (no await: it runs in every teardown).
 
-    With Redis, the slot is given back by a coroutine passed to ``spawn``
-    (the caller's task spawner), one round trip.
+    With Redis, the slot is given back in a task of its own, one round trip.
     """
     _decrement(_state.user_connections, user_id)
     _state.dirty = True
     if _state.redis_slots.get(user_id):
         _decrement(_state.redis_slots, user_id)
-        give_back = _give_back(user_id)
-        if spawn is not None:
-            spawn(give_back)
-        else:
-            _spawn(give_back)
+        spawn(_give_back(user_id))
 
 
 async def _give_back(user_id: int) -> None:
@@ -251,21 +247,6 @@ def _registered(anew: bool) -> None:
     if anew and _was_registered:
         _state.resync_all = True
     _was_registered = True
-
-
-_tasks: set[asyncio.Task] = set()
-
-
-def _spawn(coro) -> None:
-    """Run ``coro`` in a task of its own context, kept referenced until done."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:  # no loop (a connection released at interpreter exit)
-        coro.close()
-        return
-    task = loop.create_task(coro, context=contextvars.Context())
-    _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
 
 
 async def join(*, topic: str, user, deliver: Deliver) -> str:
