@@ -1,4 +1,4 @@
-"""The ticker (CONTRACT.md section 7) through project.asgi.application, in-process.
+"""The ticker (the wire contract, docs/contract.md, section 7) through project.asgi.application, in-process.
 
 The feed is the app's background job: the first ASGI call of a test starts
 it on that test's event loop (realtime.background), and the autouse fixture

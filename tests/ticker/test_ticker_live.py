@@ -1,6 +1,6 @@
 """The ticker on real servers: SIGTERM on Daphne and uvicorn, and one feed for a cluster over Redis.
 
-Section 7 of CONTRACT.md: with REDIS_URL and several processes exactly one
+Section 7 of the wire contract (docs/contract.md): with REDIS_URL and several processes exactly one
 feed publishes at a time, and every client of every process sees the same
 seq sequence without gaps; the core's SIGTERM closes ticker sockets with 1012.
 """
