@@ -92,36 +92,31 @@ class LiveServer:
         """Issue an API token for ``username`` with manage.py create_token."""
         return self.manage("create_token", username).stdout.strip()
 
+    def command(self) -> list[str]:
+        """Return the command that serves the app (Daphne; a subclass may run another server)."""
+        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), *self.extra_args]
+
     def start(self) -> None:
-        """Start Daphne and wait until /healthz answers."""
+        """Start the server and wait until /healthz answers."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the server
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                *self.extra_args,
-                "project.asgi:application",
-            ],
+            [*self.command(), "project.asgi:application"],
             cwd=ROOT,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        name = self.command()[2]
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"Daphne exited early; see {self.log_path}")
+                raise RuntimeError(f"{name} exited early; see {self.log_path}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return
             except httpx.TransportError:
                 time.sleep(0.1)
-        raise RuntimeError(f"Daphne did not answer /healthz within 30 s; see {self.log_path}")
+        raise RuntimeError(f"{name} did not answer /healthz within 30 s; see {self.log_path}")
 
     def stop(self) -> None:
         """Stop Daphne (SIGTERM, then SIGKILL)."""

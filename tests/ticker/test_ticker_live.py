@@ -11,9 +11,7 @@ import asyncio
 import contextlib
 import json
 import signal
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +20,7 @@ import pytest
 import redis
 import websockets
 
-from tests.conftest import ROOT, LiveServer, free_port, make_live_server, running_server
+from tests.conftest import LiveServer, free_port, make_live_server, running_server
 from tests.sse_client import login, sse
 
 pytestmark = pytest.mark.slow
@@ -53,35 +51,18 @@ UVICORN_FLAGS = [
 class UvicornServer(LiveServer):
     """A LiveServer served by uvicorn instead of Daphne."""
 
-    def start(self) -> None:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the server
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "project.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                *UVICORN_FLAGS,
-            ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited early; see {self.log_path}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError(f"uvicorn did not answer /healthz within 30 s; see {self.log_path}")
+    def command(self) -> list[str]:
+        """Return uvicorn's command line, on this server's port."""
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            *UVICORN_FLAGS,
+        ]
 
 
 def as_uvicorn(server: LiveServer, tmp_path: Path, name: str = "uvicorn") -> UvicornServer:
