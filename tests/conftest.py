@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+import redis
 from channels.layers import get_channel_layer
 
 from realtime import presence
@@ -246,3 +247,14 @@ def live_server(tmp_path_factory) -> LiveServer:
     server.start()
     yield server
     server.stop()
+
+
+def flushed_redis(url: str) -> Iterator[redis.Redis]:
+    """Yield a client of an emptied Redis database, emptied again after; fail loudly without Redis."""
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    except redis.ConnectionError as exc:
+        pytest.fail(f"Redis at {url} is needed and is not reachable: {exc}")
+    yield client
+    client.flushdb()

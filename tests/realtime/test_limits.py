@@ -26,7 +26,7 @@ from chat.topic import RoomTopic
 from realtime import limits, presence, rate_allow
 from realtime.models import ApiToken
 from tests.asgi import http, make_user
-from tests.conftest import free_port, make_live_server
+from tests.conftest import flushed_redis, free_port, make_live_server
 from tests.sse_client import login
 
 REDIS_URL = "redis://127.0.0.1:6379/6"
@@ -38,13 +38,7 @@ NOBODY_LISTENS = f"redis://127.0.0.1:{free_port()}/0"
 @pytest.fixture
 def scratch_redis():
     """An empty Redis database of these tests; fails loudly when Redis is not there."""
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.flushdb()
-    except redis.ConnectionError as exc:
-        pytest.fail(f"Redis at {REDIS_URL} is needed and is not reachable: {exc}")
-    yield client
-    client.flushdb()
+    yield from flushed_redis(REDIS_URL)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import redis
 from project.settings import redis_channel_layer
 from realtime.layers import OVERFLOW
 from realtime.relay import RedisRelayChannelLayer
+from tests.conftest import flushed_redis
 
 REDIS_URL = "redis://127.0.0.1:6379/10"
 NOBODY_LISTENS = "redis://127.0.0.1:1/0"
@@ -23,13 +24,7 @@ def make_layer(url: str = REDIS_URL, **overrides) -> RedisRelayChannelLayer:
 @pytest.fixture
 def scratch_redis():
     """An empty scratch Redis database; fails loudly when Redis is not there."""
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.flushdb()
-    except redis.ConnectionError as exc:
-        pytest.fail(f"Redis at {REDIS_URL} is needed and is not reachable: {exc}")
-    yield client
-    client.flushdb()
+    yield from flushed_redis(REDIS_URL)
 
 
 @pytest.fixture
