@@ -296,9 +296,11 @@ REALTIME_MAX_ANONYMOUS_BODY = int(os.environ.get("REALTIME_MAX_ANONYMOUS_BODY", 
 # (uvicorn has no such timeout of its own: realtime/serverguard.py).
 REALTIME_HEADER_TIMEOUT = float(os.environ.get("REALTIME_HEADER_TIMEOUT", "10"))
 
-# Metrics and logs (docs/operations.md). GET /metrics answers only these
+# Metrics and logs (docs/operations.md). REALTIME_METRICS=0 records nothing and
+# GET /metrics answers 404 (the bench's metrics-off server). GET /metrics answers only these
 # addresses (a comma list of IPs and CIDRs; loopback by default); everyone
 # else gets a 404. One endpoint per server process: scrape each one.
+REALTIME_METRICS = env_bool("REALTIME_METRICS", True)
 REALTIME_METRICS_ALLOWED_IPS = os.environ.get("REALTIME_METRICS_ALLOWED_IPS", "127.0.0.1,::1")
 # DJANGO_LOG_JSON=1: one JSON object per log line on the console (realtime.logfilters.JsonFormatter),
 # still redacted. Each connection's end is one INFO line of the logger realtime.connections.

@@ -55,8 +55,6 @@ _EXPORTS = {
 _RENAMED = {
     "rate_allow": "allow",
     "register_job": "register",
-    "count_upload_bytes": "upload_received",
-    "count_upload_finished": "upload_finished",
 }
 
 __all__ = sorted(_EXPORTS)

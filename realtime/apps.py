@@ -9,7 +9,11 @@ class RealtimeConfig(AppConfig):
 
     def ready(self) -> None:
         """Called once Django is set up: connect the credential signals, patch Daphne's close codes."""
-        from . import signals  # noqa: F401
+        from django.conf import settings
+
+        from . import metrics, signals  # noqa: F401
         from .daphne_compat import patch_daphne
 
         patch_daphne()
+        if not getattr(settings, "REALTIME_METRICS", True):
+            metrics.disable()

@@ -84,14 +84,16 @@ def _delivery(
     # "id" lets a subscriber skip an event it already sent by catch-up;
     # "event" lets SSE name the event without decoding the text again;
     # SENT_AT times the fan-out (realtime.metrics, read once per group_send).
-    return {
+    message = {
         "type": DELIVER,
         "text": encode(event),
         "event": event["type"],
         "id": event_id,
         "exclude": exclude,
-        metrics.SENT_AT: time.time(),
     }
+    if metrics.enabled:
+        message[metrics.SENT_AT] = time.time()
+    return message
 
 
 async def publish(topic: Topic, event: dict[str, Any], *, exclude: str | None = None) -> None:

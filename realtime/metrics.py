@@ -234,6 +234,21 @@ CONNECTION_SLOTS.set_function(_connection_slots)
 
 # -- labelled children, bound once -------------------------------------------
 
+# False once disable() ran (settings.REALTIME_METRICS off): nothing is recorded.
+enabled = True
+
+
+class _Unrecorded:
+    """A metric child that records nothing: what a connection holds while metrics are off."""
+
+    def inc(self, amount: float = 1) -> None:
+        """Record nothing."""
+
+    dec = observe = inc
+
+
+UNRECORDED = _Unrecorded()
+
 
 class ConnectionMetrics:
     """The children of one (transport, topic kind): what a connection updates, bound once."""
@@ -242,12 +257,18 @@ class ConnectionMetrics:
 
     def __init__(self, transport: str, topic: str) -> None:
         self.transport, self.topic = transport, topic
-        self.open = CONNECTIONS_OPEN.labels(transport, topic)
-        self.opened = CONNECTIONS_OPENED.labels(transport, topic)
-        self.duration = CONNECTION_DURATION.labels(transport, topic)
+        if not enabled:
+            self.open = self.opened = self.duration = UNRECORDED
+        else:
+            self.open = CONNECTIONS_OPEN.labels(transport, topic)
+            self.opened = CONNECTIONS_OPENED.labels(transport, topic)
+            self.duration = CONNECTION_DURATION.labels(transport, topic)
         self.closed: dict[str, Any] = {}  # close label -> child, filled on first use
 
     def ended(self, label: str) -> Any:
+        """Return the child counting connections that ended with ``label``."""
+        if not enabled:
+            return UNRECORDED
         child = self.closed.get(label)
         if child is None:
             child = self.closed[label] = CONNECTIONS_CLOSED.labels(self.transport, self.topic, label)
@@ -406,15 +427,20 @@ def rate_limited(key: str) -> None:
     _child(RATE_LIMIT_REFUSALS, kind).inc()
 
 
-def upload_received(size: int) -> None:
+# The two an app calls (realtime.count_upload_bytes, ...): apps hold these function
+# objects, so they check ``enabled`` themselves instead of being rebound by disable().
+
+
+def count_upload_bytes(size: int) -> None:
     """Count upload bytes stored."""
-    if size:
+    if size and enabled:
         UPLOAD_BYTES.inc(size)
 
 
-def upload_finished() -> None:
+def count_upload_finished() -> None:
     """Count an upload whose last byte was stored."""
-    UPLOADS_FINISHED.inc()
+    if enabled:
+        UPLOADS_FINISHED.inc()
 
 
 def db_waited(seconds: float) -> None:
@@ -445,3 +471,43 @@ def relay_reconnected() -> None:
 def presence_tick(seconds: float) -> None:
     """Sample the duration of one presence tick."""
     PRESENCE_TICK.observe(seconds)
+
+
+# -- switching them off ----------------------------------------------------------
+
+# The helpers that record: disable() replaces each with one that does nothing.
+_RECORDING = (
+    "published",
+    "delivered",
+    "caught_up",
+    "duplicate_skipped",
+    "overflowed",
+    "client_error",
+    "rate_limited",
+    "db_waited",
+    "database_unavailable",
+    "layer_error",
+    "relay_failed",
+    "relay_reconnected",
+    "presence_tick",
+    "connection_refused",
+    "handshake_refused",
+)
+
+
+def _record_nothing(*args: Any, **kwargs: Any) -> None:
+    """Stand in for a recording helper while metrics are off."""
+
+
+def disable() -> None:
+    """Record nothing from now on in this process (settings.REALTIME_METRICS off; the bench's A/B).
+
+    The callers look the helpers up on this module at each call, so rebinding
+    them here is enough; a connection's bound children become no-ops.
+    """
+    global enabled
+    enabled = False
+    namespace = globals()
+    for name in _RECORDING:
+        namespace[name] = _record_nothing
+    _connection_metrics.clear()

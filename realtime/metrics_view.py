@@ -65,8 +65,8 @@ def address_allowed(address: str | None) -> bool:
 
 @login_not_required  # anonymous, restricted by address (LoginRequiredMiddleware must not redirect it)
 async def metrics(request: HttpRequest) -> HttpResponse:
-    """Answer the scrape of this process; a JSON 404 for a caller whose address is not allowed."""
-    if not address_allowed(request.META.get("REMOTE_ADDR")):
+    """Answer the scrape of this process; a JSON 404 for a caller not allowed, or with metrics off."""
+    if not core_metrics.enabled or not address_allowed(request.META.get("REMOTE_ADDR")):
         return json_error("not_found", "No such endpoint.", 404)
     if request.method not in ("GET", "HEAD"):
         response = json_error("method_not_allowed", "Use GET.", 405)

@@ -493,6 +493,65 @@ def test_django_log_json_switches_the_console_to_json_lines():
     )
 
 
+METRICS_OFF_SCRIPT = """
+import django, json
+django.setup()
+from django.test import Client
+from django.test.utils import setup_test_environment
+from prometheus_client import REGISTRY
+import realtime
+from realtime import events, metrics
+
+metrics.published("room")
+metrics.delivered(5, 0.0)
+metrics.client_error("websocket", "bad_json")
+realtime.count_upload_bytes(1000)
+realtime.count_upload_finished()
+topic = type("T", (), {"kind": "room"})
+bound = metrics.connection_opened(type("C", (), {"transport": "websocket", "topic": topic})())
+label = metrics.connection_closed(bound, 1000, 3.0)
+names = [
+    "realtime_events_published_total", "realtime_deliveries_total", "realtime_client_errors_total",
+    "realtime_upload_received_bytes_total", "realtime_uploads_finished_total",
+    "realtime_connections_opened_total", "realtime_connections_closed_total",
+    "realtime_publish_latency_seconds_count", "realtime_connection_duration_seconds_count",
+]
+recorded = {
+    sample.name: sample.value
+    for family in REGISTRY.collect()
+    for sample in family.samples
+    if sample.name in names and sample.value
+}
+print(json.dumps({
+    "enabled": metrics.enabled,
+    "recorded": recorded,
+    "label": label,
+    "stamped": metrics.SENT_AT in events._delivery({"type": "x"}),
+    "scrape": (setup_test_environment(), Client().get("/metrics").status_code)[1],
+}))
+"""
+
+
+def test_realtime_metrics_off_records_nothing_and_hides_the_endpoint():
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", "REALTIME_METRICS": "0"}
+    result = subprocess.run(
+        [sys.executable, "-c", METRICS_OFF_SCRIPT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == {
+        "enabled": False,
+        "recorded": {},
+        "label": "1000",
+        "stamped": False,
+        "scrape": 404,
+    }
+
+
 # -- a scripted session against a real server -------------------------------------------
 
 
