@@ -28,6 +28,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cluster  # noqa: E402
+import compare  # noqa: E402
 import profiles  # noqa: E402
 import servers  # noqa: E402
 from servers import BENCH, KINDS, ROOT, Kind, Server  # noqa: E402
@@ -302,7 +303,7 @@ def table_row(row: dict, bare_rate: float | None) -> list[str]:
     latency = client.get("latency_ms") or {}
     delivered = client.get("delivered_per_s")
     ratio = f"{delivered / bare_rate:.0%}" if delivered is not None and bare_rate else "-"
-    notes = []
+    notes = [f"run {row['run']}"] if row.get("run") else []
     if row.get("skipped"):
         notes.append(row["skipped"])
     if row.get("error"):
@@ -417,7 +418,19 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-skip", action="store_true", help="run larger scenarios after a collapse too")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.md")
-    return parser.parse_args()
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run each scenario this many times, the servers in turns"
+    )
+    parser.add_argument(
+        "--compare",
+        help="A,B: after the table, B's medians against A's, figure by figure (bench/compare.py)",
+    )
+    args = parser.parse_args()
+    if args.compare:
+        pair = args.compare.split(",")
+        if len(pair) != 2 or not set(pair) <= set(args.servers.split(",")):
+            parser.error("--compare takes two of the --servers, as A,B")
+    return args
 
 
 def select_scenarios(args: argparse.Namespace) -> list[Scenario]:
@@ -473,23 +486,34 @@ def main() -> None:
             )
     rows, collapsed_at = [], {}
     for scenario in scenarios:
-        for kind in kinds:
-            if kind.name in collapsed_at and not args.no_skip:
-                rows.append({"server": kind.name, "scenario": scenario.name, "clients": scenario.clients,
-                             "skipped": f"skipped: collapsed at {collapsed_at[kind.name]}"})  # fmt: skip
-                continue
-            print(f"== {kind.name} / {scenario.name}: {scenario.describe()}", file=sys.stderr, flush=True)
-            template, sessions = templates.get((kind.django, bool(kind.processes)), (None, None))
-            wanted = args.profile_mode if f"{kind.name}:{scenario.name}" in profile else None
-            row = run_one(kind, scenario, template, sessions, workdir, args.window, wanted)
-            rows.append(row)
-            summary = table_row(row, None)
-            print(
-                "   " + " | ".join(f"{h}={c}" for h, c in zip(HEADER, summary, strict=True)), file=sys.stderr
-            )
-            if kind.baseline and collapsed(row):
-                collapsed_at[kind.name] = scenario.name
+        for run in range(args.repeat):
+            # Alternate the order (A B, B A, ...) so a drift of the machine favours neither.
+            for kind in kinds if run % 2 == 0 else kinds[::-1]:
+                if kind.name in collapsed_at and not args.no_skip:
+                    if run == 0:
+                        skipped = f"skipped: collapsed at {collapsed_at[kind.name]}"
+                        rows.append(
+                            {"server": kind.name, "scenario": scenario.name, "clients": scenario.clients,
+                             "skipped": skipped}
+                        )  # fmt: skip
+                    continue
+                print(f"== {kind.name} / {scenario.name}: {scenario.describe()}", file=sys.stderr, flush=True)
+                template, sessions = templates.get((kind.django, bool(kind.processes)), (None, None))
+                wanted = args.profile_mode if f"{kind.name}:{scenario.name}" in profile else None
+                row = run_one(kind, scenario, template, sessions, workdir, args.window, wanted)
+                if args.repeat > 1:
+                    row["run"] = f"{run + 1}/{args.repeat}"
+                rows.append(row)
+                summary = table_row(row, None)
+                print(
+                    "   " + " | ".join(f"{h}={c}" for h, c in zip(HEADER, summary, strict=True)),
+                    file=sys.stderr,
+                )
+                if kind.baseline and collapsed(row):
+                    collapsed_at[kind.name] = scenario.name
     report = markdown(rows, scenarios, command, started)
+    if args.compare:
+        report += "\n" + compare.comparison(rows, scenarios, *args.compare.split(","))
     print(report)
     for row in rows:
         if row.get("profile_summary"):

@@ -41,9 +41,10 @@ def daphne_command(app: str, port: int) -> list[str]:
 
 def uvicorn_command(app: str, port: int, ws: str, deflate: bool = False) -> list[str]:
     """Return the uvicorn command line of ``make serve`` with the WebSocket implementation ``ws``."""
+    # make serve's HTTP protocol: httptools with a header timeout (realtime/serverguard.py).
     return [
         PYTHON, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-        "--loop", "uvloop", "--http", "httptools", "--ws", ws,
+        "--loop", "uvloop", "--http", "realtime.serverguard:HttpToolsProtocol", "--ws", ws,
         "--ws-per-message-deflate", "true" if deflate else "false",
         "--backlog", str(BACKLOG), "--lifespan", "off", "--no-access-log", "--log-level", "warning",
         "--ws-max-size", "1048576", "--timeout-graceful-shutdown", "10",
@@ -61,6 +62,8 @@ class Kind:
     baseline: bool = False  # a baseline's larger runs are skipped once it collapses
     deflate: bool = False  # the server accepts permessage-deflate and the clients offer it (browsers do)
     processes: int = 0  # >0: that many processes sharing Redis and PostgreSQL (bench/cluster.py)
+    ws: str = "websockets-sansio"  # uvicorn's --ws for the project's uvicorn kinds
+    metrics: bool = True  # False: REALTIME_METRICS=0, the project records no metrics
 
     def command(self, port: int) -> list[str]:
         """Return the command line that serves on ``port``."""
@@ -70,10 +73,7 @@ class Kind:
             return daphne_command("tutorial_asgi:application", port)
         if self.name == "realtime-daphne":
             return daphne_command("project.asgi:application", port)
-        if self.processes:
-            return uvicorn_command("project.asgi:application", port, "websockets-sansio")
-        ws = self.name.removeprefix("realtime-uvicorn").removeprefix("-").removesuffix("deflate").strip("-")
-        return uvicorn_command("project.asgi:application", port, ws or "websockets-sansio", self.deflate)
+        return uvicorn_command("project.asgi:application", port, self.ws, self.deflate)
 
     def env(self, database: Path | str | None) -> dict[str, str]:
         """Return the environment of the server and of its setup commands.
@@ -95,6 +95,8 @@ class Kind:
             env.pop(name, None)  # the default, embedded mode, unless the kind shares services
         if self.processes:
             env["REDIS_URL"] = BENCH_REDIS_URL
+        if not self.metrics:
+            env["REALTIME_METRICS"] = "0"
         if self.django:
             env["DJANGO_SETTINGS_MODULE"] = self.django
         if isinstance(database, str):
@@ -129,10 +131,18 @@ KINDS = {
             True,
         ),
         Kind(
+            "realtime-uvicorn-nometrics",
+            "`realtime-uvicorn` with REALTIME_METRICS=0: no metric recorded (the cost of metrics)",
+            "project.settings",
+            True,
+            metrics=False,
+        ),
+        Kind(
             "realtime-uvicorn-websockets",
             "this project under uvicorn --ws websockets",
             "project.settings",
             True,
+            ws="websockets",
         ),
         Kind(
             "realtime-uvicorn-deflate",
