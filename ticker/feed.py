@@ -15,6 +15,7 @@ from .topic import SNAPSHOT_KEY, TickerTopic, latest, snapshot
 
 CENT = Decimal("0.01")
 STEP = 0.01  # the largest move per tick, as a fraction of the price
+CLAIM_SECONDS = 60  # how long a seq's claim lives: far longer than a feed takes to take over
 
 
 def step(previous: dict) -> dict:
@@ -33,6 +34,11 @@ async def run() -> None:
     while True:
         await asyncio.sleep(settings.TICKER_INTERVAL)
         current = step(current)
+        # A leader that lost its lock runs on until it notices; the first feed to claim a
+        # seq (an atomic add) publishes it, the other goes on from the latest snapshot.
+        if not await cache.aadd(f"{SNAPSHOT_KEY}:seq:{current['seq']}", 1, timeout=CLAIM_SECONDS):
+            current = await latest()
+            continue
         # Stored first: a client that connects now reads it, and skips it when it arrives live.
         await cache.aset(SNAPSHOT_KEY, current, timeout=None)
         await publish(TickerTopic(), current)

@@ -18,6 +18,7 @@ from realtime import background
 from realtime.db import db_call
 from realtime.models import ApiToken
 from tests.asgi import InProcessStream, csrf_token, http, make_user, session_cookie, sse_stream, ws
+from ticker import feed
 from ticker.topic import SYMBOLS
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -101,6 +102,26 @@ async def api_seq(client) -> int:
 
 def sse(path: str = SSE, *, cookie: str | None = None, **headers: str) -> InProcessStream:
     return sse_stream(path, cookie=cookie, **headers)
+
+
+# -- the feed -------------------------------------------------------------------
+
+
+async def test_two_feeds_at_once_never_publish_the_same_or_an_older_seq(monkeypatch):
+    """A leader that lost its lock and the one that took over: each seq is published once, in order."""
+    published: list[int] = []
+
+    async def record(topic, event):
+        published.append(event["seq"])
+
+    monkeypatch.setattr(feed, "publish", record)
+    feeds = [asyncio.create_task(feed.run()) for _ in range(2)]
+    await asyncio.sleep(INTERVAL * 8)
+    for task in feeds:
+        task.cancel()
+    await asyncio.gather(*feeds, return_exceptions=True)
+    assert len(published) >= 5, published
+    assert published == sorted(set(published)), published
 
 
 # -- WebSocket /ws/ticker/ ------------------------------------------------------
