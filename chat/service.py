@@ -332,6 +332,13 @@ async def room_creation_allowed(*, user, slug: str) -> bool:
     return await db_call(room_creation_allowed_sync)(user=user, slug=slug)
 
 
+async def require_room_creation_allowed(*, user, slug: str) -> None:
+    """Raise ClientError ``rate_limited`` (429 over HTTP) unless :func:`room_creation_allowed`."""
+    if not await room_creation_allowed(user=user, slug=slug):
+        limit = settings.REALTIME_ROOMS_PER_USER_PER_HOUR
+        raise ClientError("rate_limited", ROOM_LIMIT_DETAIL.format(limit))
+
+
 @db_call
 def rooms_listed(*, online: list[str], named: list[str], offset: int, count: int) -> tuple[dict, list]:
     """Return the names of the rooms ``named``, and ``count`` rooms not ``online`` from ``offset``.

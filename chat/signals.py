@@ -8,7 +8,7 @@ from django.dispatch import receiver
 
 from realtime import publish_sync
 from uploads.models import Upload
-from uploads.signals import upload_finished
+from uploads.signals import upload_creating, upload_finished
 
 from . import events, service
 from .models import Message
@@ -30,6 +30,12 @@ def attachment_message_deleted(sender, instance: Message, **kwargs) -> None:
     """Called after any deletion of a message: its attachment goes with it."""
     if instance.attachment_id is not None:
         Upload.objects.filter(pk=instance.attachment_id).delete()
+
+
+@receiver(upload_creating, dispatch_uid="chat.room_creation_limit")
+async def count_room_creation(sender, user, target: str, **kwargs) -> None:
+    """Called before an upload is created: one to a new room creates it, within the hourly limit."""
+    await service.require_room_creation_allowed(user=user, slug=target)
 
 
 @receiver(upload_finished, dispatch_uid="chat.post_attachment")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -59,9 +58,7 @@ async def room_messages(request: HttpRequest, user, topic: RoomTopic) -> JsonRes
     if request.method == "POST":
         text = json_body(request).get("text")
         service.clean_text(text)  # an invalid message creates no room: checked before the allowance
-        if not await service.room_creation_allowed(user=user, slug=topic.slug):
-            limit = settings.REALTIME_ROOMS_PER_USER_PER_HOUR
-            raise ClientError("rate_limited", service.ROOM_LIMIT_DETAIL.format(limit))
+        await service.require_room_creation_allowed(user=user, slug=topic.slug)
         msg = await service.message_post(user=user, topic=topic, text=text)
         return JsonResponse(events.message(msg), status=201)
     after = parse_after(request.GET.get("after"))

@@ -31,7 +31,7 @@ from realtime import (
 from . import files
 from .models import TARGET_PATTERN, Upload
 from .protocol import UploadError, clean_filename
-from .signals import upload_finished
+from .signals import upload_creating, upload_finished
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ async def upload_create(*, user, length: int, metadata: dict[str, str]) -> Uploa
     topic = target(room)
     if not topic.can_join(user):
         raise ClientError("forbidden", "You may not post to this room.")
+    await upload_creating.asend(sender=Upload, user=user, target=room)
     limit = settings.REALTIME_UPLOAD_MAX_ACTIVE_PER_USER
     # A first look without a lock, so a creation over the quota costs no rate-limit hit;
     # the count that decides is taken again below, atomically with the creation.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 
 import pytest
 from django.test import override_settings
@@ -10,8 +11,14 @@ from django.test import override_settings
 from chat.models import Room
 from realtime.models import ApiToken
 from tests.asgi import csrf_token, http, joined, make_user, session_cookie, ws
+from uploads.models import Upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def metadata(room: str) -> str:
+    """Return a tus Upload-Metadata header naming ``room``."""
+    return f"filename {base64.b64encode(b'a.txt').decode()},room {base64.b64encode(room.encode()).decode()}"
 
 
 async def refused(comm) -> bool:
@@ -97,6 +104,31 @@ async def test_the_lobby_pages_its_rooms():
     assert 'href="?page=2"' in first.text and "page=1&amp;limit=50" in first.text
     assert "room-050" in second.text and "room-049" not in second.text and 'href="?page=1"' in second.text
     assert bad.status_code == 200 and "room-000" in bad.text
+
+
+@override_settings(REALTIME_ROOMS_PER_USER_PER_HOUR=2)
+async def test_an_upload_to_a_new_room_counts_as_creating_it(settings, tmp_path):
+    settings.MEDIA_ROOT, settings.REALTIME_UPLOAD_TEMP_DIR = tmp_path / "media", tmp_path / "partial"
+    # Slugs of its own: chat.service remembers rooms it saw exist, across tests.
+    alice = await make_user("alice")
+    await Room.objects.acreate(slug="existing")
+    _, raw = await ApiToken.aissue(alice)
+    async with http(authorization=f"Bearer {raw}") as client:
+        for room, status in [("upload-1", 201), ("upload-2", 201), ("upload-3", 429), ("existing", 201)]:
+            response = await client.post(
+                "/api/uploads/",
+                headers={"Tus-Resumable": "1.0.0", "Upload-Length": "3", "Upload-Metadata": metadata(room)},
+            )
+            assert response.status_code == status, (room, response.text)
+        assert response.headers["Tus-Resumable"] == "1.0.0"
+        refusal = await client.post(
+            "/api/uploads/",
+            headers={"Tus-Resumable": "1.0.0", "Upload-Length": "3", "Upload-Metadata": metadata("upload-4")},
+        )
+        assert_json_error(refusal, 429, "rate_limited")
+    created = Room.objects.filter(slug__startswith="upload-").values_list("slug", flat=True)
+    assert {slug async for slug in created} == {"upload-1", "upload-2"}
+    assert {u async for u in Upload.objects.values_list("room", flat=True)} == {"upload-1", "upload-2", "existing"}
 
 
 @override_settings(REALTIME_ROOMS_PER_USER_PER_HOUR=2)
