@@ -128,7 +128,8 @@ async def test_an_upload_to_a_new_room_counts_as_creating_it(settings, tmp_path)
         assert_json_error(refusal, 429, "rate_limited")
     created = Room.objects.filter(slug__startswith="upload-").values_list("slug", flat=True)
     assert {slug async for slug in created} == {"upload-1", "upload-2"}
-    assert {u async for u in Upload.objects.values_list("room", flat=True)} == {"upload-1", "upload-2", "existing"}
+    rooms = Upload.objects.values_list("room", flat=True)
+    assert {room async for room in rooms} == {"upload-1", "upload-2", "existing"}
 
 
 @override_settings(REALTIME_ROOMS_PER_USER_PER_HOUR=2)
