@@ -14,6 +14,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.utils.functional import LazyObject, empty
@@ -41,12 +42,15 @@ def raw_token_from(request: HttpRequest) -> str | None:
     return None
 
 
+def live_tokens(raw: str) -> QuerySet[ApiToken]:
+    """Return the unrevoked tokens of an active user matching ``raw`` (at most one)."""
+    return ApiToken.objects.filter(digest=hash_token(raw), revoked=False, user__is_active=True)
+
+
 def token_authenticate(*, raw: str) -> ApiToken | None:
     """Return the live token matching ``raw`` with its active user, or None (sync ORM)."""
     try:
-        token = ApiToken.objects.select_related("user").get(
-            digest=hash_token(raw), revoked=False, user__is_active=True
-        )
+        token = live_tokens(raw).select_related("user").get()
     except ApiToken.DoesNotExist:
         return None
     now = timezone.now()

@@ -1,26 +1,33 @@
-"""ASGI middleware: a request without a credential may not send a large body.
+"""ASGI middleware: a request without a live credential may not send a large body.
 
 Django's ASGI handler reads a request's whole body, spooling it to a
 temporary file, before any middleware or view runs, so an anonymous POST of
 64 MiB was read to its end and only then refused with 401 or 403. This
 wraps the HTTP app and answers 413 at once, without reading the body, when
-a request carries neither a session cookie nor an ``Authorization`` header
-and its ``Content-Length`` is over ``REALTIME_MAX_ANONYMOUS_BODY`` bytes; a
-chunked body without a length is read only up to that limit. Requests with
-a credential keep Django's own limits (``DATA_UPLOAD_MAX_MEMORY_SIZE``) and
-the uploads' (``REALTIME_UPLOAD_MAX_SIZE``): a tus PATCH is authenticated.
+its ``Content-Length`` is over ``REALTIME_MAX_ANONYMOUS_BODY`` bytes and
+the request carries no live credential: no ``Authorization: Bearer``
+token of an active user, no session cookie of a session that has not
+expired. A chunked body without a length is read up to that limit, then
+judged the same way. Requests with a live credential keep Django's own
+limits (``DATA_UPLOAD_MAX_MEMORY_SIZE``) and the uploads'
+(``REALTIME_UPLOAD_MAX_SIZE``): a tus PATCH is authenticated.
 
-The check is on the presence of a credential, not on its validity (that
-needs the database, and Django's stack checks it): a forged cookie gets
-past it, so the proxy in front bounds every body too (docs/security.md).
+The credential is looked up (one query on the realtime DB thread) only for
+a body over the limit, so small requests cost nothing more; a forged
+cookie or token gets the 413 too. While the database is down the body is
+let through: Django's stack then answers 503.
 """
 
 from __future__ import annotations
 
 import json
+from importlib import import_module
 
 from django.conf import settings
 from django.http.cookie import parse_cookie
+
+from .db import db_call
+from .middleware import DATABASE_UNAVAILABLE
 
 
 def _header(scope: dict, name: bytes) -> bytes | None:
@@ -30,12 +37,44 @@ def _header(scope: dict, name: bytes) -> bytes | None:
     return None
 
 
-def has_credential(scope: dict) -> bool:
-    """Return whether the request carries an Authorization header or a session cookie."""
-    if _header(scope, b"authorization") is not None:
-        return True
+def _bearer_token(scope: dict) -> str | None:
+    header = _header(scope, b"authorization")
+    if header is None:
+        return None
+    scheme, _, value = header.decode("latin-1").partition(" ")
+    return (value.strip() or None) if scheme.lower() == "bearer" else None
+
+
+def _session_key(scope: dict) -> str | None:
     cookie = _header(scope, b"cookie")
-    return cookie is not None and settings.SESSION_COOKIE_NAME in parse_cookie(cookie.decode("latin-1"))
+    if cookie is None:
+        return None
+    return parse_cookie(cookie.decode("latin-1")).get(settings.SESSION_COOKIE_NAME) or None
+
+
+@db_call
+def _live(token: str | None, session_key: str | None) -> bool:
+    """Return whether ``token`` names a live token or ``session_key`` a live session (sync ORM)."""
+    from .auth import live_tokens  # imports the models: not at import time
+
+    if token is not None and live_tokens(token).exists():
+        return True
+    if session_key is None:
+        return False
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    store.load()  # an unknown or expired key is forgotten: session_key becomes None
+    return store.session_key is not None
+
+
+async def has_live_credential(scope: dict) -> bool:
+    """Return whether the request carries a live bearer token or session cookie (one DB hop if any)."""
+    token, session_key = _bearer_token(scope), _session_key(scope)
+    if token is None and session_key is None:
+        return False
+    try:
+        return await _live(token, session_key)
+    except DATABASE_UNAVAILABLE:
+        return True  # Django's stack answers 503 itself
 
 
 def content_length(scope: dict) -> int | None:
@@ -47,19 +86,19 @@ def content_length(scope: dict) -> int | None:
 
 
 class AnonymousBodyLimit:
-    """Refuse with 413, before reading it, the body of a request with no credential over the limit."""
+    """Refuse with 413, before reading it, a body over the limit of a request with no live credential."""
 
     def __init__(self, app) -> None:
         self.app = app
 
     async def __call__(self, scope: dict, receive, send) -> None:
-        if scope["type"] != "http" or has_credential(scope):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         limit = settings.REALTIME_MAX_ANONYMOUS_BODY
         length = content_length(scope)
         if length is not None:
-            if length > limit:
+            if length > limit and not await has_live_credential(scope):
                 await too_large(send, limit)
                 return
             await self.app(scope, receive, send)
@@ -77,8 +116,10 @@ class AnonymousBodyLimit:
                 break  # the client left: the app hears it
             size += len(message.get("body", b""))
             if size > limit:
-                await too_large(send, limit)
-                return
+                if not await has_live_credential(scope):
+                    await too_large(send, limit)
+                    return
+                break
             if not message.get("more_body", False):
                 break
 

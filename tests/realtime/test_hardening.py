@@ -34,6 +34,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 import realtime.auth
+import realtime.bodylimit
 import realtime.handshake
 from project.asgi import application
 from realtime.db import db_call
@@ -338,18 +339,51 @@ async def test_an_anonymous_body_over_the_limit_is_refused_before_it_is_read(set
     # Chunked, without a length: read up to the limit only.
     status, _, read = await call_app([(b"transfer-encoding", b"chunked")], [b"x" * 600] * 10)
     assert (status, read) == (413, 2)
-    # Under the limit, or with a credential, Django answers as before (no identity: 401/403).
+    # Under the limit, Django answers as before (no identity: 401/403).
     status, _, _ = await call_app([(b"content-length", b"2")], [b"{}"])
     assert status in (401, 403)
+    # A forged token or session cookie is no credential: 413, the body unread (chunked: up to the limit).
+    forged_cookie = (b"cookie", f"{settings.SESSION_COOKIE_NAME}=x".encode())
     status, _, read = await call_app(
         [(b"content-length", b"3000"), (b"authorization", b"Bearer nope")], [b"x" * 1000] * 3
     )
-    assert (status, read) == (401, 3)
+    assert (status, read) == (413, 0)
+    status, _, read = await call_app([(b"content-length", b"3000"), forged_cookie], [b"x" * 1000] * 3)
+    assert (status, read) == (413, 0)
+    status, _, read = await call_app([(b"transfer-encoding", b"chunked"), forged_cookie], [b"x" * 600] * 3)
+    assert (status, read) == (413, 2)
+    # A live credential keeps Django's own limits: the whole body is read, Django answers.
+    alice = await make_user("alice")
+    _, raw = await ApiToken.aissue(alice)
     status, _, read = await call_app(
-        [(b"transfer-encoding", b"chunked"), (b"cookie", f"{settings.SESSION_COOKIE_NAME}=x".encode())],
-        [b"x" * 600] * 3,
+        [(b"content-length", b"3000"), (b"authorization", f"Bearer {raw}".encode())], [b"x" * 1000] * 3
     )
+    assert status != 413 and read == 3
+    live_cookie = (b"cookie", (await session_cookie(alice)).encode())
+    status, _, read = await call_app([(b"transfer-encoding", b"chunked"), live_cookie], [b"x" * 600] * 3)
     assert status == 403 and read == 3  # CSRF: no token
+    # An expired session is no credential either.
+    await Session.objects.all().aupdate(expire_date=timezone.now())
+    status, _, read = await call_app([(b"content-length", b"3000"), live_cookie], [b"x" * 1000] * 3)
+    assert (status, read) == (413, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_large_body_with_a_credential_is_let_through_while_the_database_is_down(
+    settings, monkeypatch
+):
+    settings.REALTIME_MAX_ANONYMOUS_BODY = 1000
+
+    async def database_down(token, session_key):
+        raise OperationalError("the database is down")
+
+    monkeypatch.setattr(realtime.bodylimit, "_live", database_down)
+    status, _, read = await call_app(
+        [(b"content-length", b"3000"), (b"authorization", b"Bearer whatever")], [b"x" * 1000] * 3
+    )
+    assert status != 413 and read == 3  # Django's stack answers (503 when it needs the database)
+    status, _, read = await call_app([(b"content-length", b"3000")], [b"x" * 1000] * 3)
+    assert (status, read) == (413, 0)  # no credential at all: no lookup, refused as before
 
 
 # -- through `make serve` ----------------------------------------------------------------------------
