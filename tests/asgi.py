@@ -84,6 +84,25 @@ async def csrf_token(client: httpx.AsyncClient) -> str:
 WAIT = 5.0  # a generous wait for one event
 
 
+def http_scope(path: str, *, method: str = "GET", headers=()) -> dict:
+    """Return the ASGI scope of an HTTP request to ``path`` (with its query string) from a local client."""
+    url = urlsplit(path)
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": url.path,
+        "raw_path": url.path.encode(),
+        "query_string": url.query.encode(),
+        "root_path": "",
+        "headers": [(b"host", HOST.encode()), *headers],
+        "client": ("127.0.0.1", 50000),
+        "server": (HOST, 80),
+    }
+
+
 @dataclass
 class SSEEvent:
     event: str  # ":" for a comment
@@ -96,22 +115,7 @@ class InProcessStream:
 
     def __init__(self, path: str, headers: dict[str, str], app=None) -> None:
         self.app = app or application
-        url = urlsplit(path)
-        self.scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": url.path,
-            "raw_path": url.path.encode(),
-            "query_string": url.query.encode(),
-            "root_path": "",
-            "headers": [(b"host", HOST.encode())]
-            + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-            "client": ("127.0.0.1", 50000),
-            "server": (HOST, 80),
-        }
+        self.scope = http_scope(path, headers=[(k.lower().encode(), v.encode()) for k, v in headers.items()])
         self.to_app: asyncio.Queue = asyncio.Queue()
         self.from_app: asyncio.Queue = asyncio.Queue()
         self.buffer = ""

@@ -18,7 +18,7 @@ from django.test import override_settings
 
 import realtime.asgi
 from realtime import background, connection, presence, publish, shutdown
-from tests.asgi import http, make_user, session_cookie, sse_stream, ws
+from tests.asgi import http, http_scope, make_user, session_cookie, sse_stream, ws
 from tests.realtime.echo import LOG, EchoTopic, said
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -186,20 +186,7 @@ async def test_an_sse_request_cut_before_its_stream_started_is_released(app, ali
     async def send(message):
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/sse/echo/a/",
-        "raw_path": b"/sse/echo/a/",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"testserver"), (b"cookie", cookie.encode())],
-        "client": ("127.0.0.1", 1),
-        "server": ("testserver", 80),
-    }
+    scope = http_scope("/sse/echo/a/", headers=[(b"cookie", cookie.encode())])
     real_admit = connection.Connection.admit
 
     async def admit_then_cut(self):

@@ -40,7 +40,7 @@ from project.asgi import application
 from realtime.db import db_call
 from realtime.models import ApiToken
 from realtime.sessions import SessionStore
-from tests.asgi import csrf_token, http, make_user, session_cookie, ws
+from tests.asgi import csrf_token, http, http_scope, make_user, session_cookie, ws
 from tests.conftest import ROOT, LiveServer, make_live_server
 from tests.live.conftest import bearer, cookie_header, recv_json
 from tests.serve import served
@@ -309,20 +309,7 @@ async def call_app(scope_headers: list[tuple[bytes, bytes]], body: list[bytes], 
     async def send(message):
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": "/api/tokens",
-        "raw_path": b"/api/tokens",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"testserver"), *scope_headers],
-        "client": ("127.0.0.1", 1),
-        "server": ("testserver", 80),
-    }
+    scope = http_scope("/api/tokens", method=method, headers=scope_headers)
     await asyncio.wait_for(application(scope, receive, send), 10)
     start = next(m for m in sent if m["type"] == "http.response.start")
     content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
