@@ -27,16 +27,21 @@ from .models import ApiToken, hash_token
 LAST_USED_RESOLUTION = timedelta(minutes=5)
 
 
+def bearer_token(header: str) -> str | None:
+    """Return the token of an ``Authorization: Bearer <token>`` header's value, or None."""
+    scheme, _, value = header.partition(" ")
+    return (value.strip() or None) if scheme.lower() == "bearer" else None
+
+
 def raw_token_from(request: HttpRequest) -> str | None:
     """Return the bearer token a request carries, or None.
 
     ``Authorization: Bearer <token>`` always; ``?access_token=`` only on a
     WebSocket handshake, where browsers cannot set headers.
     """
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
+    token = bearer_token(request.headers.get("Authorization", ""))
+    if token is not None:
+        return token
     if getattr(request, "is_websocket", False):
         return request.GET.get("access_token") or None
     return None

@@ -37,14 +37,6 @@ def _header(scope: dict, name: bytes) -> bytes | None:
     return None
 
 
-def _bearer_token(scope: dict) -> str | None:
-    header = _header(scope, b"authorization")
-    if header is None:
-        return None
-    scheme, _, value = header.decode("latin-1").partition(" ")
-    return (value.strip() or None) if scheme.lower() == "bearer" else None
-
-
 def _session_key(scope: dict) -> str | None:
     cookie = _header(scope, b"cookie")
     if cookie is None:
@@ -55,7 +47,7 @@ def _session_key(scope: dict) -> str | None:
 @db_call
 def _live(token: str | None, session_key: str | None) -> bool:
     """Return whether ``token`` names a live token or ``session_key`` a live session (sync ORM)."""
-    from .auth import live_tokens  # imports the models: not at import time
+    from .auth import live_tokens
 
     if token is not None and live_tokens(token).exists():
         return True
@@ -68,7 +60,11 @@ def _live(token: str | None, session_key: str | None) -> bool:
 
 async def has_live_credential(scope: dict) -> bool:
     """Return whether the request carries a live bearer token or session cookie (one DB hop if any)."""
-    token, session_key = _bearer_token(scope), _session_key(scope)
+    from .auth import bearer_token  # imports the models: not when this module is imported
+
+    header = _header(scope, b"authorization")
+    token = bearer_token(header.decode("latin-1")) if header is not None else None
+    session_key = _session_key(scope)
     if token is None and session_key is None:
         return False
     try:
