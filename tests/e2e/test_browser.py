@@ -14,7 +14,10 @@ from .conftest import message_rows, open_room, send_message
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-ROOM_SOCKETS = re.compile(r"/ws/rooms/")
+
+def room_sockets(slug: str) -> re.Pattern:
+    """Match the sockets of one room only: not the lobby's, which a page may still be opening."""
+    return re.compile(rf"/ws/rooms/{re.escape(slug)}/")
 
 
 class SocketCutter:
@@ -111,7 +114,7 @@ async def test_reconnect_shows_missed_messages_exactly_once(logged_in_page, live
     alice = await logged_in_page("alice")
     bob = await logged_in_page("bob")
     cutter = SocketCutter()
-    await bob.route_web_socket(ROOM_SOCKETS, cutter.handle)
+    await bob.route_web_socket(room_sockets(room_slug), cutter.handle)
     await open_room(alice, room_slug)
     # This test is about WebSocket resume: without the pin, refused
     # reconnects would (rightly) make the page fall back to SSE meanwhile.
@@ -234,7 +237,7 @@ async def test_logout_in_another_tab_ends_the_room_page(logged_in_page, room_slu
         ws.connect_to_server()
 
     room = await alice.context.new_page()
-    await room.route_web_socket(ROOM_SOCKETS, pass_through)
+    await room.route_web_socket(room_sockets(room_slug), pass_through)
     await open_room(room, room_slug)
     await alice.get_by_role("button", name="Log out").click()
     await expect(alice).to_have_url(re.compile(r"/accounts/login/"))
@@ -259,7 +262,7 @@ async def test_fatal_close_codes_stop_reconnecting(logged_in_page, room_slug, co
         attempts.append(ws.url)
         await ws.close(code=code, reason="test")
 
-    await alice.route_web_socket(ROOM_SOCKETS, refuse)
+    await alice.route_web_socket(room_sockets(room_slug), refuse)
     if code == 4401:  # final once /api/me confirms it (a new session of the same user reconnects)
         unauthorized = {"error": "unauthorized"}
         await alice.route("**/api/me", lambda route: route.fulfill(status=401, json=unauthorized))
@@ -300,7 +303,7 @@ async def test_heartbeat_replaces_a_socket_that_stops_answering(logged_in_page, 
         return [frame["type"] for frame in sockets[index]]
 
     await alice.clock.install()
-    await alice.route_web_socket(ROOM_SOCKETS, stand_in_server)
+    await alice.route_web_socket(room_sockets(room_slug), stand_in_server)
     await open_room(alice, room_slug)
 
     for pings in (1, 2):  # two pings, both answered in time
