@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -467,12 +468,24 @@ async def test_make_serve_on_postgres_answers_503_json_when_the_pool_is_truly_ex
 
 
 async def raw_http(port: int, head: bytes, body: bytes = b"", timeout: float = 5) -> bytes:
-    """Send ``head`` and ``body`` on a fresh TCP connection; return what the server answers."""
+    """Send ``head`` and ``body`` on a fresh TCP connection; return the server's whole answer.
+
+    Read until the response's Content-Length is in, or the server closes: the
+    headers and the body may come in separate segments.
+    """
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    answer = b""
     try:
         writer.write(head + body)
         await writer.drain()
-        return await asyncio.wait_for(reader.read(65536), timeout)
+        async with asyncio.timeout(timeout):
+            while chunk := await reader.read(65536):
+                answer += chunk
+                headers, separator, content = answer.partition(b"\r\n\r\n")
+                length = re.search(rb"(?im)^content-length:\s*(\d+)", headers)
+                if separator and (length is None or len(content) >= int(length.group(1))):
+                    break
+        return answer
     finally:
         writer.close()
 
