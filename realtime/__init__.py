@@ -42,6 +42,9 @@ _EXPORTS = {
     "online_counts": "presence",
     "rate_allow": "ratelimit",
     "register_job": "background",
+    # Tasks: fire-and-forget work kept referenced until done; process state the tests reset.
+    "spawn": "process",
+    "process": "process",
     # Metrics an app reports (realtime.metrics; the core counts the rest itself).
     "count_upload_bytes": "metrics",
     "count_upload_finished": "metrics",

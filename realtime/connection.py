@@ -33,7 +33,7 @@ from .codes import SERVICE_RESTART
 from .credentials import Credential
 from .resume import LiveFilter
 from .services import REDIS_ERRORS
-from .tasks import spawn
+from .process import spawn
 from .topics import Event, Topic
 
 logger = logging.getLogger(__name__)

@@ -48,7 +48,7 @@ from django.conf import settings
 
 from . import events, limits, metrics
 from .services import REDIS_ERRORS
-from .tasks import spawn
+from .process import spawn
 
 logger = logging.getLogger(__name__)
 
