@@ -273,7 +273,7 @@ def parse_limit(raw: str | None) -> int:
 # -- rooms: creation limit and listing ------------------------------------------
 # A room is created by the first connection or message naming it (room_open,
 # _messages_create). How many a user may create is limited
-# (REALTIME_ROOMS_PER_USER_PER_HOUR): chat.middleware asks before the
+# (REALTIME_ROOMS_PER_USER_PER_HOUR): the room's admission step asks before the
 # handshake or the SSE stream that would create one, chat.views before
 # storing a valid message that would.
 
@@ -332,11 +332,15 @@ async def room_creation_allowed(*, user, slug: str) -> bool:
     return await db_call(room_creation_allowed_sync)(user=user, slug=slug)
 
 
+def room_limit_detail() -> str:
+    """Return the detail of the answer to one new room too many."""
+    return ROOM_LIMIT_DETAIL.format(settings.REALTIME_ROOMS_PER_USER_PER_HOUR)
+
+
 async def require_room_creation_allowed(*, user, slug: str) -> None:
     """Raise ClientError ``rate_limited`` (429 over HTTP) unless :func:`room_creation_allowed`."""
     if not await room_creation_allowed(user=user, slug=slug):
-        limit = settings.REALTIME_ROOMS_PER_USER_PER_HOUR
-        raise ClientError("rate_limited", ROOM_LIMIT_DETAIL.format(limit))
+        raise ClientError("rate_limited", room_limit_detail())
 
 
 @db_call

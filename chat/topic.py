@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from realtime import Connection, Opening, Topic, publish
+from realtime import ClientError, Connection, Opening, Topic, publish
 
 from . import events, service
 from .models import SLUG_PATTERN
@@ -30,6 +30,12 @@ class RoomTopic(Topic):
     def can_join(self, user) -> bool:
         """Return whether ``user`` may read and write the room; the one access rule."""
         return super().can_join(user) and bool(SLUG_RE.match(self.slug))
+
+    async def admit(self, user) -> None:
+        """Before accept: the access rule, then a new room only within the user's hourly allowance."""
+        await super().admit(user)
+        if not await service.room_creation_allowed(user=user, slug=self.slug):
+            raise ClientError("forbidden", service.room_limit_detail())
 
     async def open(self, user, after: int | None) -> Opening:
         """Create the room on first use; hello with its newest id, then replay after ``after``."""

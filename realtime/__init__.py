@@ -45,14 +45,15 @@ _EXPORTS = {
     # Tasks: fire-and-forget work kept referenced until done; process state the tests reset.
     "spawn": "process",
     "process": "process",
-    # Metrics an app reports (realtime.metrics; the core counts the rest itself).
-    "count_upload_bytes": "metrics",
-    "count_upload_finished": "metrics",
+    # An app's own metrics and client error codes (realtime.metrics; the core counts the rest itself).
+    "counter": "metrics",
+    "register_error_codes": "metrics",
     # Close codes.
     "SESSION_ENDED": "codes",
     "USER_DEACTIVATED": "codes",
     "SERVICE_RESTART": "codes",
     "TRY_AGAIN_LATER": "codes",
+    "SERVER_ERROR": "codes",
 }
 # Names whose attribute in the module differs from the public name.
 _RENAMED = {

@@ -2,11 +2,12 @@
 
 :class:`ConnectionsReleased` wraps both. It starts the apps' background
 jobs on the first call (realtime.background), and it is the backstop of
-the connection lifecycle: a live connection opened while serving an HTTP
-request (an SSE stream) is registered with :func:`hold`, and released when
-the ASGI call ends, however it ends. Django drops a response whose request
-was cut during the middleware's post-processing without closing it, and a
-stream generator that never started has no ``finally`` to run.
+the connection lifecycle: the driver of a live connection opened while
+serving an HTTP request (an SSE stream) is registered with :func:`hold`,
+and cancelled when the ASGI call ends, however it ends, so its ``finally``
+gives everything back. Django drops a response whose request was cut
+during the middleware's post-processing without closing it, and a stream
+body that never started has no ``finally`` to run.
 """
 
 from __future__ import annotations
@@ -19,19 +20,19 @@ from django.http import HttpRequest
 from . import background
 from .handshake import DjangoMiddlewareWebSocketRouter
 
-# Scope key this module adds: the connections to release when the HTTP call ends.
+# Scope key this module adds: the connection drivers to cancel when the HTTP call ends.
 HELD = "realtime.held"
 
 
-def hold(request: HttpRequest, connection: Any) -> None:
-    """Release ``connection`` when the ASGI call serving ``request`` ends (if it was not already)."""
+def hold(request: HttpRequest, driver: Any) -> None:
+    """Cancel ``driver`` (a connection's task) when the ASGI call serving ``request`` ends."""
     held = request.scope.get(HELD) if hasattr(request, "scope") else None
     if held is not None:
-        held.append(connection)
+        held.append(driver)
 
 
 class ConnectionsReleased:
-    """ASGI middleware: background jobs started, and held connections released on every exit."""
+    """ASGI middleware: background jobs started, and held connection drivers ended on every exit."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -50,8 +51,8 @@ class ConnectionsReleased:
         try:
             await self.app(scope, receive, send)
         finally:
-            for connection in held:
-                connection.release()
+            for driver in held:
+                driver.cancel()
 
 
 def application(http_app, websocket_urlconf: str) -> ConnectionsReleased:

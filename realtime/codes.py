@@ -8,3 +8,6 @@ USER_DEACTIVATED = 4403
 SERVICE_RESTART = 1012
 # The connection fell behind or lost its channel layer: reconnect a little later and resume.
 TRY_AGAIN_LATER = 1013
+# The server failed the connection (the database is unavailable): an ``unavailable``
+# error event comes first; reconnect a little later and resume.
+SERVER_ERROR = 1011

@@ -1,49 +1,83 @@
-"""One live connection's life, shared by WebSocket and SSE: admit, subscribe, open, release.
+"""One live connection's whole life, for WebSocket and SSE alike: :meth:`Connection.run`.
 
-Everything a connection takes from the process is taken through one
-:class:`Connection` and given back by its :meth:`Connection.release`: the
-per-user slot, the channel-layer memberships (the topic's group and the
-credential's), the credential watch, the shutdown closer and the presence
-entry. ``release()`` is idempotent and runs on every exit path: in the
-WebSocket consumer's ``__call__`` ``finally`` (a client gone before hello,
-an exception in a handler, a cancelled task), in the SSE stream's
-``finally``, and, for a stream whose request was cut before it started, in
-the ASGI wrapper's ``finally`` (realtime.asgi). Nothing waits for a
-``websocket.disconnect`` that a vanished client never sends.
+One coroutine admits the connection (the topic's async admission step, the
+process draining, the per-user slot), subscribes it, has the transport
+accept it, sends its opening (hello, catch-up, presence), runs the live loop
+(client frames, control notices, live events) and, in one ``finally``,
+gives back everything it took: the per-user slot, the channel-layer
+memberships, the credential watch, the shutdown closer and the presence
+entry. A client gone mid-handshake, an exception and a cancellation all
+leave through that ``finally``; nothing waits for a ``websocket.disconnect``
+that a vanished client never sends.
 
-Live memberships never expire silently: every ``group_expiry / 2`` one task
-per process renews the memberships of every live connection.
+A transport (realtime.consumers for WebSocket, realtime.sse for SSE)
+supplies only :class:`Transport`'s methods. A database error in the
+topic's ``open()`` or in a frame handler ends the connection with an
+``unavailable`` error event and close code 1011 (the wire contract,
+section 3), counted in the metrics; the client reconnects and resumes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
+import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 
-from . import credentials, events, metrics, presence, shutdown
-from .codes import SERVICE_RESTART
+from . import credentials, events, memberships, metrics, presence, shutdown
+from .codes import SERVER_ERROR, SERVICE_RESTART, TRY_AGAIN_LATER
 from .credentials import Credential
+from .errors import ClientError
+from .layers import OVERFLOW
+from .middleware import DATABASE_UNAVAILABLE
 from .resume import LiveFilter
-from .services import REDIS_ERRORS
-from .process import spawn
 from .topics import Event, Topic
 
 logger = logging.getLogger(__name__)
 # One INFO line per connection end: transport, topic kind, duration, close code; nothing else.
 connections_log = logging.getLogger("realtime.connections")
 
-# Why a connection was refused, for the transports' answers (and logs).
-FORBIDDEN = "forbidden"  # the topic's rule (no identity, an invalid key)
+# Why a connection was refused, for the metrics (realtime.metrics.REFUSAL_REASONS).
+FORBIDDEN = "forbidden"  # the topic's admission step refused an identified user
 DRAINING = "draining"  # the process is stopping
 LIMIT = "limit"  # REALTIME_MAX_CONNECTIONS_PER_USER
+UNAVAILABLE = "unavailable"  # the database could not answer the admission step
+
+# The inbound message a transport's receive() returns for a client frame.
+FRAME = "realtime.frame"
+
+
+class Transport(Protocol):
+    """What a transport supplies to the driver: accept, send, receive and close."""
+
+    name: str  # "websocket" | "sse"
+    # How it ended, first cause wins: a close code, or metrics.CLIENT_GONE; None while live.
+    close_code: Any
+
+    async def refuse(self, error: ClientError) -> None:
+        """Refuse the connection before accept (WebSocket: 403; SSE: the error's HTTP status)."""
+
+    async def accept(self) -> None:
+        """Accept the connection: from here on the client receives events."""
+
+    async def send(self, text: str, event: str, event_id: int | None = None) -> None:
+        """Send encoded text now, after what was sent before (the opening, live events)."""
+
+    async def push(self, text: str, event: str) -> None:
+        """Queue encoded text behind what is on its way (from any task)."""
+
+    async def receive(self) -> dict | None:
+        """Return the next client frame (``FRAME``) or layer message; None once the client is gone."""
+
+    async def close(self, code: int) -> None:
+        """Close now with ``code`` (called by the driver)."""
+
+    async def end(self, code: int) -> None:
+        """Ask the connection to end with ``code``, from any task (a notice, SIGTERM, a failed check)."""
 
 
 @dataclass(eq=False)
@@ -57,40 +91,109 @@ class Connection:
     topic: Topic
     user: Any
     credential: Credential
-    transport: str  # "websocket" | "sse"
+    transport: Transport
     layer: Any
     channel: str
-    # Ends the connection with a close code (WebSocket close; SSE: end of stream).
-    end: Callable[[int], Awaitable[None]]
-    # Queues encoded text (of an event of the given type) behind what is on its way to this client.
-    push: Callable[[str, str], Awaitable[None]]
     groups: list[str] = field(default_factory=list)
     admitted: bool = False
     released: bool = False
     watch: credentials.Watch | None = None
-    presence_listener: Callable[[str], Awaitable[None]] | None = None
+    presence_listener: Any = None
     live_filter: LiveFilter = field(default_factory=lambda: LiveFilter(0))
-    # How it ended, set by its transport: a close code, or metrics.CLIENT_GONE (realtime.metrics).
-    close_code: Any = None
     opened_at: float = 0.0  # time.monotonic() at admission
     bound_metrics: metrics.ConnectionMetrics | None = None
 
-    async def admit(self) -> str | None:
-        """Take a connection slot of the user unless refused; return the refusal reason, or None."""
-        if not self.topic.can_join(self.user):
+    @property
+    def close_code(self) -> Any:
+        """How it ended, as its transport saw it: a close code, metrics.CLIENT_GONE, or None."""
+        return self.transport.close_code
+
+    # -- the driver ----------------------------------------------------------
+
+    async def run(self, after: int | None) -> None:
+        """Drive the connection from admission to release; returns when it has ended."""
+        accepted = False
+        try:
+            refusal = await self.admit()
+            if refusal is not None:
+                await self.transport.refuse(refusal)
+                return
+            # Subscribe before catching up, so nothing falls between the two;
+            # live events already caught up are skipped by id (fresh()).
+            await self.subscribe()
+            await self.transport.accept()
+            accepted = True
+            async for item in self.open(after):
+                if isinstance(item, str):
+                    await self.transport.send(item, "presence")
+                else:
+                    await self.transport.send(events.encode(item), item["type"], self.topic.event_id(item))
+            await self.live()
+        except DATABASE_UNAVAILABLE as exc:
+            logger.warning("database unavailable; closing a %s connection: %s", self.transport.name, exc)
+            metrics.database_unavailable(self.transport.name)
+            await self._fail(accepted, events.error("unavailable", "The database is unavailable; retry."))
+        except asyncio.CancelledError:  # the server let go of it: the client is gone
+            if self.transport.close_code is None:
+                self.transport.close_code = metrics.CLIENT_GONE
+            raise
+        except Exception:
+            logger.exception("a %s connection to %r failed", self.transport.name, self.topic)
+            await self._fail(accepted, None)
+        finally:
+            self.release()
+
+    async def live(self) -> None:
+        """The live loop: client frames, live events and control notices, until the connection ends."""
+        transport = self.transport
+        while (message := await transport.receive()) is not None:
+            kind = message["type"]
+            if kind == FRAME:
+                await self.frame(message)
+            elif kind == events.DELIVER:
+                if self.fresh(message):
+                    await transport.send(message["text"], message["event"], message.get("id"))
+            elif await self.notice(message):
+                return
+
+    async def _fail(self, accepted: bool, error: Event | None) -> None:
+        """End a connection an error broke: the error event first when accepted, then 1011."""
+        if self.close_code is not None:
+            return  # it had ended already (the client is gone)
+        try:
+            if accepted and error is not None:
+                await self.transport.send(events.encode(error), "error")
+            if accepted:
+                await self.transport.close(SERVER_ERROR)
+            else:
+                await self.transport.refuse(ClientError("unavailable", "Try again shortly."))
+        except Exception as exc:  # the client is gone as well
+            logger.debug("ending a failed connection: %r", exc)
+
+    # -- admission, subscription, opening -----------------------------------
+
+    async def admit(self) -> ClientError | None:
+        """Run the topic's admission step and take a slot of the user; return the refusal, or None."""
+        try:
+            await self.topic.admit(self.user)
+        except ClientError as error:
             anonymous = self.user is None or not self.user.is_authenticated
-            metrics.connection_refused(self.transport, metrics.NO_IDENTITY if anonymous else FORBIDDEN)
-            return FORBIDDEN
+            metrics.connection_refused(self.transport.name, metrics.NO_IDENTITY if anonymous else FORBIDDEN)
+            return error
+        except DATABASE_UNAVAILABLE as exc:
+            logger.warning("database unavailable while admitting a connection: %s", exc)
+            metrics.connection_refused(self.transport.name, UNAVAILABLE)
+            return ClientError("unavailable", "The database is unavailable; retry shortly.")
         if shutdown.draining():
-            metrics.connection_refused(self.transport, DRAINING)
-            return DRAINING
+            metrics.connection_refused(self.transport.name, DRAINING)
+            return ClientError("unavailable", "The server is restarting; retry shortly.")
         if not await presence.admit(user_id=self.user.pk, limit=settings.REALTIME_MAX_CONNECTIONS_PER_USER):
-            metrics.connection_refused(self.transport, LIMIT)
-            return LIMIT
+            metrics.connection_refused(self.transport.name, LIMIT)
+            return ClientError("forbidden", "Too many live connections for this user.")
         self.admitted = True
         self.opened_at = time.monotonic()
-        self.bound_metrics = metrics.connection_opened(self)
-        _live.add(self)
+        self.bound_metrics = metrics.connection_opened(self.transport.name, self.topic.kind)
+        memberships.hold(self)
         return None
 
     async def subscribe(self) -> None:
@@ -99,9 +202,8 @@ class Connection:
         shutdown.register(self.restart)
         wanted = [self.topic.group, *self.credential.groups()]
         self.groups = await events.resubscribe(self.layer, self.channel, self.groups, wanted)
-        _ensure_renewer(self.layer)
 
-    async def open(self, after: int | None) -> AsyncIterator[Event | str]:
+    async def open(self, after: int | None):
         """Yield what comes before live events: hello, catch-up, then presence (already encoded).
 
         Catch-up events with an id are remembered, so the same events arriving
@@ -119,19 +221,51 @@ class Connection:
             yield event
         metrics.caught_up(self.topic.kind, count)
         if self.topic.presence:
-            yield await self.join_presence()
-
-    async def join_presence(self) -> str:
-        """Show the user online in the topic; return the encoded ``presence`` event to send first."""
-        self.presence_listener = self._push_presence_diff
-        return await presence.join(topic=self.topic.group, user=self.user, deliver=self.presence_listener)
+            self.presence_listener = self._push_presence_diff
+            yield await presence.join(topic=self.topic.group, user=self.user, deliver=self.presence_listener)
 
     async def _push_presence_diff(self, text: str) -> None:
-        await self.push(text, "presence_diff")
+        await self.transport.push(text, "presence_diff")
+
+    # -- client frames, notices, live events --------------------------------
+
+    async def frame(self, message: dict) -> None:
+        """Handle one client frame; a ClientError becomes an error event, and the connection stays."""
+        try:
+            await self.command(decode_frame(message.get("text"), message.get("bytes")))
+        except ClientError as exc:
+            metrics.client_error(self.transport.name, exc.code)
+            await self.send(events.error(exc.code, exc.detail))
+
+    async def command(self, frame: Event) -> None:
+        """Dispatch one decoded client frame on its ``type``: ``ping`` here, the rest to the topic."""
+        kind = frame.get("type")
+        if not isinstance(kind, str):
+            raise ClientError("invalid", "Every frame needs a string 'type'.")
+        if kind == "ping":
+            await self.send(events.pong())
+            return
+        handler = self.topic.handler_for(kind)
+        if handler is None:
+            raise ClientError("unknown_type", f"Unknown frame type {kind[:50]!r}.")
+        await handler(self, frame)
+
+    async def notice(self, message: dict) -> bool:
+        """Handle a control notice from the layer; return whether the connection ended."""
+        kind = message["type"]
+        if kind == events.CLOSE:  # the credential ended (4401, 4403), or SIGTERM (1012)
+            await self.transport.close(message["code"])
+            return True
+        if kind == OVERFLOW:  # fell too far behind: the client resumes a little later
+            await self.transport.close(TRY_AGAIN_LATER)
+            return True
+        if kind == events.REVALIDATE:  # the password changed: re-check without pausing delivery
+            credentials.spawn_recheck(self.credential, self.end)
+        return False
 
     async def send(self, event: Event) -> None:
         """Send one event to this client only, after what is already on its way."""
-        await self.push(events.encode(event), event["type"])
+        await self.transport.push(events.encode(event), event["type"])
 
     def fresh(self, message: dict) -> bool:
         """Return whether a published event is new to this connection (not its own, not caught up)."""
@@ -143,48 +277,49 @@ class Connection:
         metrics.duplicate_skipped(self.topic.kind)  # counted only when skipped: rare
         return False
 
-    def revalidate(self) -> None:
-        """Called on a REVALIDATE notice (password changed): re-check without pausing delivery."""
-        credentials.spawn_recheck(self.credential, self.end)
+    async def end(self, code: int) -> None:
+        """End the connection with ``code`` from any task (a failed credential check)."""
+        await self.transport.end(code)
 
     async def restart(self) -> None:
         """Called on SIGTERM: end with 1012 so the client reconnects and resumes."""
-        await self.end(SERVICE_RESTART)
+        await self.transport.end(SERVICE_RESTART)
+
+    # -- release ---------------------------------------------------------------
 
     def release(self) -> None:
         """Give back everything this connection took; safe to call again, and from any exit path."""
         if self.released:
             return
         self.released = True
-        _live.discard(self)
         if self.watch is not None:
             self.watch.cancel()
         shutdown.unregister(self.restart)
         if self.presence_listener is not None:
             presence.leave(topic=self.topic.group, user=self.user, deliver=self.presence_listener)
         if self.admitted:
+            memberships.drop(self)
             presence.release(user_id=self.user.pk)
             self._count_end()
         if self.groups:
-            # The only step that may wait (Redis): a task of its own, so a cancelled
-            # connection still leaves its groups.
-            spawn(_leave_groups(self.layer, self.channel, self.groups))
+            memberships.leave(self.layer, self.channel, self.groups)
             self.groups = []
 
     def _count_end(self) -> None:
         """Count this admitted connection's end and log one line: no credential, user or text."""
         seconds = time.monotonic() - self.opened_at
-        code = metrics.connection_closed(self.bound_metrics, self.close_code, seconds)
+        ended = metrics.OTHER if self.close_code is None else self.close_code
+        code = metrics.connection_closed(self.bound_metrics, ended, seconds)
         if connections_log.isEnabledFor(logging.INFO):
             kind = self.bound_metrics.topic
             connections_log.info(
                 "connection ended: transport=%s topic=%s duration=%.3fs code=%s",
-                self.transport,
+                self.transport.name,
                 kind,
                 seconds,
                 code,
                 extra={
-                    "transport": self.transport,
+                    "transport": self.transport.name,
                     "topic": kind,
                     "duration_s": round(seconds, 3),
                     "code": code,
@@ -192,44 +327,22 @@ class Connection:
             )
 
 
-async def _leave_groups(layer, channel: str, groups: list[str]) -> None:
-    """Leave ``groups``; a layer that is down forgets the memberships itself (group expiry)."""
-    with contextlib.suppress(*REDIS_ERRORS):
-        for group in groups:
-            await layer.group_discard(group, channel)
-
-
-# Every admitted, not yet released connection of this process.
-_live: set[Connection] = set()
-_renewer: asyncio.Task | None = None
+def decode_frame(text_data: str | None, bytes_data: bytes | None) -> Event:
+    """Return a client frame as a dict, or raise the ClientError the contract names."""
+    if text_data is None:
+        raise ClientError("binary_unsupported", "Send JSON text frames, not binary.")
+    max_frame = settings.REALTIME_MAX_FRAME
+    if len(text_data) > max_frame or (len(text_data) * 4 > max_frame and len(text_data.encode()) > max_frame):
+        raise ClientError("too_large", f"Frames are limited to {max_frame} bytes.")
+    try:
+        frame = json.loads(text_data)
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
+        raise ClientError("bad_json", "The frame is not valid JSON.") from None
+    if not isinstance(frame, dict):
+        raise ClientError("bad_json", "The frame must be a JSON object.")
+    return frame
 
 
 def live_connections() -> int:
     """Return how many connections this process holds now."""
-    return len(_live)
-
-
-def _ensure_renewer(layer) -> None:
-    """Start the task that renews live memberships on this event loop, once."""
-    global _renewer
-    loop = asyncio.get_running_loop()
-    if _renewer is None or _renewer.done() or _renewer.get_loop() is not loop:
-        # A context of its own: it serves every connection, and outlives the one that started it.
-        _renewer = loop.create_task(
-            _renew(layer), name="realtime-renew-groups", context=contextvars.Context()
-        )
-
-
-async def _renew(layer) -> None:
-    """Re-add every live connection to its groups twice per ``group_expiry``, while any is live."""
-    interval = max(0.5, getattr(layer, "group_expiry", 86400) / 2)
-    while _live:
-        await asyncio.sleep(interval)
-        for connection in list(_live):
-            for group in list(connection.groups):
-                try:
-                    await layer.group_add(group, connection.channel)
-                except REDIS_ERRORS as exc:  # Redis down: the relay closes its sockets to resume
-                    metrics.layer_error("renew")
-                    logger.warning("renewing group %s failed: %r", group, exc)
-                    break
+    return memberships.count()

@@ -92,6 +92,10 @@ def queue_depth() -> int:
     return _jobs.qsize()
 
 
+# Read at scrape time: nothing on the DB path.
+metrics.DB_QUEUE_DEPTH.set_function(queue_depth)
+
+
 def _work() -> None:
     """The worker thread: run each call with its connections checked first."""
     # asgiref's sync threads record their event loop here, for async_to_sync (see the module docstring).

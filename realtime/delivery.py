@@ -23,7 +23,7 @@ Order and the no-silent-loss rule hold:
 
 Channels' ``dispatch`` also hops to a thread before every message to close
 stale database connections; here that happens once, when the socket closes
-(as Channels does then too). The project's own DB work goes through
+(as Channels does then too), and no task is started per received frame. The project's own DB work goes through
 realtime.db, which checks its connection on every call.
 """
 
@@ -36,9 +36,8 @@ import logging
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
-from channels.consumer import get_handler_name
 from channels.db import aclose_old_connections
-from channels.exceptions import ChannelFull, StopConsumer
+from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
@@ -47,6 +46,8 @@ from .codes import TRY_AGAIN_LATER
 from .events import DELIVER
 
 logger = logging.getLogger(__name__)
+# How long a socket the server closed waits for the client's close frame.
+CLOSE_WAIT_SECONDS = 10.0
 
 
 def send_eagerly(send: Callable[[dict], Awaitable[None]], message: dict) -> Awaitable[None] | None:
@@ -87,26 +88,29 @@ class _Rest:
                 return stop.value
 
 
-class DirectDeliveryConsumer(AsyncWebsocketConsumer):
+class SinkDeliveryConsumer(AsyncWebsocketConsumer):
     """A WebSocket consumer that takes published events on the publisher's stack.
 
-    Subclasses send what must come first during ``connect`` (after accept),
-    then call :meth:`go_live`; from then on layer messages of type
-    ``realtime.event`` go through :meth:`event_text` to the socket, other
-    layer messages to their handlers (``realtime.close`` → ``realtime_close``),
-    and the consumer's own later sends go through :meth:`emit`, in order.
+    The socket's life is driven from :meth:`serve` (realtime.consumers runs
+    the connection driver there). What must come first is sent while
+    connecting; the first :meth:`receive` goes live: from then on layer
+    messages of type ``realtime.event`` go through :meth:`event_text` to the
+    socket, other layer messages to :meth:`notice`, and the consumer's own
+    later sends go through :meth:`emit`, in order.
     """
 
     async def __call__(self, scope, receive, send) -> None:
-        """Called by the server for each socket: read the client's frames until it is gone."""
+        """Called by the server for each socket: serve it, then let go of everything it used."""
         self.scope = scope
         self.base_send = send
+        self.base_receive = receive
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.channel_name = await self.channel_layer.new_channel()
         self._sink = hasattr(self.channel_layer, "attach")
-        self._live = False  # go_live() ran: events flow
+        self._live = False  # the first receive() ran: events flow
         self._open = False  # the sink may write now: nothing queued or in flight
         self._done = False  # close sent or client gone: nothing more goes out
+        self._disconnected = False  # the server said websocket.disconnect
         self._task: asyncio.Task | None = None  # the drain task, or the reader task (no sink)
         # How the socket ended, first cause wins: the code close() sent, the client's
         # disconnect code, or metrics.CLIENT_GONE when a send found the client gone.
@@ -116,42 +120,52 @@ class DirectDeliveryConsumer(AsyncWebsocketConsumer):
         if self._sink:
             self.channel_layer.attach(self.channel_name, self._offer)
         try:
-            while True:
-                await self.dispatch(await receive())
-        except StopConsumer:
-            pass
+            await self.serve()
+            if self._done and not self._disconnected and self.close_code != metrics.CLIENT_GONE:
+                # Closed by the server: the client's close frame (or its absence) ends the socket.
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._until_disconnect(), CLOSE_WAIT_SECONDS)
         finally:
             self._done, self._open = True, False
             if self._sink:
                 self.channel_layer.detach(self.channel_name)
             if self._task:
                 self._task.cancel()
+            # As Channels does: release what async ORM calls of this socket's handlers
+            # left in asgiref's shared thread (once per socket, not per message).
+            await aclose_old_connections()
 
-    async def dispatch(self, message: dict) -> None:
-        """Call the handler of a message (Channels' dispatch, without its DB-connection thread hop)."""
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+    async def serve(self) -> None:
+        """Called once per socket: receive ``websocket.connect``, then run the socket's life."""
+        raise NotImplementedError
 
-    async def websocket_disconnect(self, message: dict) -> None:
-        """Called when the socket closed, whoever closed it."""
-        self._done = True
-        code = message.get("code", 1005)
-        if self.close_code is None:
-            self.close_code = code
-        await self.disconnect(code)
-        # As Channels does: release what async ORM calls of this socket's handlers
-        # left in asgiref's shared thread (once per socket, not per message).
-        await aclose_old_connections()
-        raise StopConsumer()
+    async def receive_message(self) -> dict | None:
+        """Return the next ``websocket.receive`` message; None once the socket is gone."""
+        if not self._live:
+            await self._go_live()
+        while not (self._disconnected or self.close_code == metrics.CLIENT_GONE):
+            message = await self.base_receive()
+            if message["type"] == "websocket.receive":
+                return message
+            if message["type"] == "websocket.disconnect":
+                self._disconnected = self._done = True
+                if self.close_code is None:
+                    self.close_code = message.get("code", 1005)
+        return None
+
+    async def _until_disconnect(self) -> None:
+        while not self._disconnected:
+            await self.receive_message()
 
     def event_text(self, message: dict) -> str | None:
         """Return the text to send for a ``realtime.event`` message, or None to skip it."""
         return message["text"]
 
-    async def go_live(self) -> None:
-        """Called once what must precede live events is sent: send what queued meanwhile, then stream."""
+    async def notice(self, message: dict) -> None:
+        """Called with a layer message other than an event (a control notice), in order."""
+
+    async def _go_live(self) -> None:
+        """Send what queued while connecting, then stream events as they come."""
         self._live = True
         if self._sink:
             await self._drain()
@@ -169,7 +183,10 @@ class DirectDeliveryConsumer(AsyncWebsocketConsumer):
             with contextlib.suppress(ChannelFull):
                 await self.channel_layer.send(self.channel_name, {"type": DELIVER, "text": text})
         else:
-            await self.send(text_data=text)
+            try:
+                await self.base_send({"type": "websocket.send", "text": text})
+            except OSError as exc:  # the client is gone (uvicorn: ClientDisconnected)
+                self._gone(exc)
 
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
         """Close the socket (before accept: refuse the handshake); later events are dropped."""
@@ -208,15 +225,19 @@ class DirectDeliveryConsumer(AsyncWebsocketConsumer):
         try:
             rest = send_eagerly(self.base_send, {"type": "websocket.send", "text": text})
         except Exception as exc:  # the client is gone (uvicorn: ClientDisconnected, an OSError)
-            log = logger.debug if isinstance(exc, OSError) else logger.warning
-            log("send to %s failed, nothing more goes out: %r", self.channel_name, exc)
-            self._done, self._open = True, False
-            if self.close_code is None:
-                self.close_code = metrics.CLIENT_GONE
+            self._gone(exc)
             return
         if rest is not None:
             self._open = False
             self._task = self._spawn(self._drain(rest))
+
+    def _gone(self, exc: BaseException) -> None:
+        """A send found the client gone: nothing more goes out."""
+        log = logger.debug if isinstance(exc, OSError) else logger.warning
+        log("send to %s failed, nothing more goes out: %r", self.channel_name, exc)
+        self._done, self._open = True, False
+        if self.close_code is None:
+            self.close_code = metrics.CLIENT_GONE
 
     def _spawn(self, coro) -> asyncio.Task:
         """Start a task of this socket, in this socket's context (not the publisher's)."""
@@ -265,6 +286,6 @@ class DirectDeliveryConsumer(AsyncWebsocketConsumer):
         if message["type"] == DELIVER:
             text = self.event_text(message)
             if text is not None and not self._done:
-                await self.send(text_data=text)
+                await self.base_send({"type": "websocket.send", "text": text})
         else:
-            await self.dispatch(message)
+            await self.notice(message)

@@ -47,8 +47,8 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 from . import events, limits, metrics
-from .services import REDIS_ERRORS
 from .process import spawn
+from .services import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -482,3 +482,7 @@ def _ensure_ticker() -> None:
     if ticker is None or ticker.done() or ticker.get_loop() is not loop:
         # A context of its own: it serves every topic, and outlives the connection that started it.
         _state.ticker = loop.create_task(_tick(), name="realtime-presence", context=contextvars.Context())
+
+
+# Read at scrape time (realtime.metrics): the slots this process holds.
+metrics.CONNECTION_SLOTS.set_function(local_connections)

@@ -1,12 +1,15 @@
 """Server-Sent Events for any topic: the same events as its WebSocket, one per SSE event.
 
 ``stream_view(MyTopic)`` is an async Django view, so it passes through
-``MIDDLEWARE`` like any other. The stream holds no thread and no database
-connection while open: it waits on its own channel-layer channel, which
-receives the topic's events, the user's and the credential's notices, and
-this stream's presence diffs. Its connection (realtime.connection) is
-released in the stream's ``finally``, or by the ASGI wrapper
-(realtime.asgi) if the request is cut before the stream starts.
+``MIDDLEWARE`` like any other. The connection driver (realtime.connection)
+runs the stream's life in a task of its own; this module supplies the
+transport: the driver's refusal or acceptance decides the response, and
+what the driver sends becomes the response body. The stream holds no
+thread and no database connection while open: it waits on its own
+channel-layer channel, which receives the topic's events, the user's and
+the credential's notices, and this stream's presence diffs. If the
+request is cut before the body starts, the ASGI wrapper (realtime.asgi)
+cancels the driver, whose ``finally`` gives everything back.
 """
 
 from __future__ import annotations
@@ -21,13 +24,13 @@ from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from . import asgi, events, metrics
-from .codes import TRY_AGAIN_LATER
-from .connection import DRAINING, FORBIDDEN, Connection
+from .connection import Connection
 from .credentials import Credential
 from .errors import ClientError, parse_after
-from .http import json_error, refusal
-from .layers import OVERFLOW
-from .topics import Event, Topic
+from .http import json_error
+from .topics import Topic
+
+END = None  # the last item of a stream's body
 
 
 def frame(text: str, event: str, event_id: int | None = None) -> str:
@@ -46,36 +49,36 @@ def stream_view(topic: type[Topic]):
             response = json_error("method_not_allowed", "Use GET.", 405)
             response["Allow"] = "GET"
             return response
-        target = topic.from_route(**kwargs)
-        user = await request.auser()
-        if not target.can_join(user):
-            anonymous = user is None or not user.is_authenticated
-            metrics.connection_refused("sse", metrics.NO_IDENTITY if anonymous else FORBIDDEN)
-            return refusal(user)
         try:
             after = parse_after(request.headers.get("Last-Event-ID") or request.GET.get("after"))
         except ClientError as exc:
             metrics.connection_refused("sse", "bad_request")
             return json_error(exc.code, exc.detail, exc.http_status)
-        stream = TopicStream(
-            target, user, Credential.of(request, user), await get_channel_layer().new_channel()
+        user = await request.auser()
+        layer = get_channel_layer()
+        stream = EventStream(layer, await layer.new_channel())
+        connection = Connection(
+            topic=topic.from_route(**kwargs),
+            user=user,
+            credential=Credential.of(request, user),
+            transport=stream,
+            layer=layer,
+            channel=stream.channel,
         )
-        # Held before it takes anything: if the request is cut from here on (in the view, in
-        # the middleware's post-processing), the ASGI call's end still releases it.
-        asgi.hold(request, stream.connection)
-        refused = await stream.connection.admit()
-        if refused == FORBIDDEN:
-            return refusal(user)
-        if refused == DRAINING:
-            return json_error("unavailable", "The server is restarting; retry shortly.", 503)
-        if refused is not None:
-            return json_error("forbidden", "Too many live connections for this user.", 403)
+        # Held from the start: if the request is cut from here on (in the view, in the
+        # middleware's post-processing), the ASGI call's end still cancels the driver.
+        driver = asyncio.ensure_future(connection.run(after))
+        driver.add_done_callback(stream.driver_ended)
+        asgi.hold(request, driver)
+        refusal = await stream.decided
+        if refusal is not None:
+            return json_error(refusal.code, refusal.detail, refusal.http_status)
         # The middleware's queries left a connection with this request's thread, kept
         # until the response ends: give it back now, or every open stream would hold
         # one (a PostgreSQL pool of 10 serves 10 streams). The stream's own queries
         # go through the realtime DB thread (realtime.db).
         await sync_to_async(close_old_connections)()
-        return EventStreamResponse(stream.frames(after))
+        return EventStreamResponse(stream.body(driver))
 
     view.__name__ = view.__qualname__ = f"{topic.__name__}_stream"
     return view
@@ -90,67 +93,98 @@ class EventStreamResponse(StreamingHttpResponse):
         self["X-Accel-Buffering"] = "no"  # nginx: pass events through unbuffered
 
 
-class TopicStream:
-    """One open SSE stream: its channel and its connection."""
+class EventStream:
+    """The SSE transport of one stream: its channel, its decision, and its body."""
 
-    def __init__(self, topic: Topic, user, credential: Credential, channel: str) -> None:
-        self.layer = get_channel_layer()
+    name = "sse"  # the transport's name in metrics and logs
+
+    def __init__(self, layer, channel: str) -> None:
+        self.layer = layer
         self.channel = channel
-        self.connection = Connection(
-            topic=topic,
-            user=user,
-            credential=credential,
-            transport="sse",
-            layer=self.layer,
-            channel=channel,
-            end=self.end,
-            push=self.push,
-            # A stream whose request is cut before its frames start was ended by its client.
-            close_code=metrics.CLIENT_GONE,
-        )
+        # Set once: None when accepted, the ClientError when refused.
+        self.decided: asyncio.Future[ClientError | None] = asyncio.get_running_loop().create_future()
+        # What the driver sends, taken by the body one at a time: a slow client holds the
+        # driver, so its channel fills and overflows (1013) as a WebSocket's would.
+        self.outbox: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1)
+        self._receiving: asyncio.Future | None = None
+        self._closed = False  # nothing more comes from the channel
+        self._finished = False  # the driver has ended: the body ends once it took what is queued
+        self.close_code: int | str | None = None
 
-    def event_frame(self, event: Event) -> str:
-        """Return the SSE event of an event dict."""
-        return frame(events.encode(event), event["type"], self.connection.topic.event_id(event))
+    # -- the response body -----------------------------------------------------
 
-    async def frames(self, after: int | None) -> AsyncIterator[str]:
-        """Yield hello, the catch-up, presence, then live events until the connection ends."""
-        connection, receiving = self.connection, None
-        ended: int | str = metrics.OTHER  # why the stream ended, for the metrics and the log line
+    async def body(self, driver: asyncio.Future) -> AsyncIterator[str]:
+        """Yield what the driver sends until it ends the stream or the client goes away."""
         try:
-            await connection.subscribe()
-            async for item in connection.open(after):
-                yield frame(item, "presence") if isinstance(item, str) else self.event_frame(item)
-            while True:
-                # One receive at a time, never cancelled by the keep-alive timer.
-                receiving = receiving or asyncio.ensure_future(self.layer.receive(self.channel))
-                done, _ = await asyncio.wait({receiving}, timeout=settings.REALTIME_SSE_KEEPALIVE)
-                if not done:
-                    yield ": keep-alive\n\n"
-                    continue
-                message, receiving = receiving.result(), None
-                kind = message["type"]
-                if kind in (events.CLOSE, OVERFLOW):
-                    # The notice's code (4401, 4403, 1012); an overflowed stream: 1013.
-                    ended = message.get("code", metrics.OTHER) if kind == events.CLOSE else TRY_AGAIN_LATER
-                    return  # an overflowed stream ends; EventSource resumes with Last-Event-ID
-                if kind == events.REVALIDATE:
-                    connection.revalidate()
-                elif kind == events.DELIVER and connection.fresh(message):
-                    yield frame(message["text"], message["event"], message.get("id"))
+            while not (self._finished and self.outbox.empty()):
+                item = await self.outbox.get()
+                if item is END:
+                    return
+                yield item
         except (asyncio.CancelledError, GeneratorExit):  # the client went away: the response was cut
-            ended = metrics.CLIENT_GONE
+            self._ended(metrics.CLIENT_GONE)
             raise
         finally:
-            if receiving:
-                receiving.cancel()
-            connection.close_code = ended
-            connection.release()
+            driver.cancel()  # a no-op once the driver has ended the stream
 
-    async def push(self, text: str, event_type: str) -> None:
-        """Queue encoded text into this stream (the connection's ``push``)."""
-        await self.layer.send(self.channel, {"type": events.DELIVER, "text": text, "event": event_type})
+    def driver_ended(self, driver: asyncio.Future) -> None:
+        """Called when the driver has ended: decide if it never did, and let the body finish."""
+        if not self.decided.done():
+            self.decided.set_result(ClientError("unavailable", "Try again shortly."))
+        self._finished = True
+        if self.outbox.empty():
+            self.outbox.put_nowait(END)
+
+    # -- the transport (realtime.connection.Transport) -------------------------
+
+    async def refuse(self, error: ClientError) -> None:
+        """Answer with the error's status instead of a stream."""
+        if not self.decided.done():
+            self.decided.set_result(error)
+
+    async def accept(self) -> None:
+        """Start the stream: the view answers 200 with the body."""
+        self.decided.set_result(None)
+
+    async def send(self, text: str, event: str, event_id: int | None = None) -> None:
+        """Hand one SSE event to the body, once it has taken the one before."""
+        await self.outbox.put(frame(text, event, event_id))
+
+    async def push(self, text: str, event: str) -> None:
+        """Queue encoded text into this stream's channel, behind what is on its way."""
+        await self.layer.send(self.channel, {"type": events.DELIVER, "text": text, "event": event})
+
+    async def receive(self) -> dict | None:
+        """Return the next message of this stream's channel, sending keep-alives while none comes."""
+        while not self._closed:
+            # One receive at a time, never cancelled by the keep-alive timer.
+            receiving = self._receiving or asyncio.ensure_future(self.layer.receive(self.channel))
+            self._receiving = receiving
+            done, _ = await asyncio.wait({receiving}, timeout=settings.REALTIME_SSE_KEEPALIVE)
+            if done:
+                self._receiving = None
+                return receiving.result()
+            await self.outbox.put(": keep-alive\n\n")
+        return None
+
+    async def close(self, code: int) -> None:
+        """End the stream: EventSource reconnects and resumes with Last-Event-ID."""
+        self._ended(code)
+        self._finished = True
+        if not self.decided.done():  # not accepted yet (an error while admitting)
+            self.decided.set_result(ClientError("unavailable", "Try again shortly."))
+            return
+        await self.outbox.put(END)
 
     async def end(self, code: int) -> None:
-        """End the stream (SIGTERM, the credential failed its check)."""
+        """Ask the stream to end with ``code`` from any task (through its channel, in order)."""
         await self.layer.send(self.channel, {"type": events.CLOSE, "code": code})
+
+    def _ended(self, code) -> None:
+        """Note how the stream ended (first cause wins); stop receiving."""
+        self._closed = True
+        if self._receiving is not None:
+            self._receiving.cancel()
+            self._receiving = None
+        if self.close_code is None:
+            self.close_code = code

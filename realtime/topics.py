@@ -5,7 +5,8 @@ WebSocket, SSE and the app's HTTP API), says what a client receives first
 and how it catches up (a replay from a log, or the latest snapshot), which
 id de-duplicates its live events, and what client frames do. An app writes
 a subclass; the core's connection lifecycle (realtime.connection) does the
-rest for both transports.
+rest for both transports. A frame handler receives the connection
+(realtime.connection.Connection) and the frame.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
 
-if TYPE_CHECKING:
-    from .connection import Connection
+from .errors import ClientError
 
 Event = dict[str, Any]
 # Frame types a topic may handle: frame "typing" goes to ``Topic.frame_typing``.
@@ -83,6 +83,18 @@ class Topic:
         """Return whether ``user`` may read and write this topic; the one access rule."""
         return bool(user is not None and user.is_authenticated and user.is_active)
 
+    async def admit(self, user) -> None:
+        """Called before a WebSocket or SSE stream is accepted: raise ClientError to refuse it.
+
+        The default applies :meth:`can_join`. Override it for a check that
+        needs the database (await ``db_call``-wrapped functions); a refused
+        WebSocket handshake gets 403, a refused stream the error's HTTP status.
+        """
+        if not self.can_join(user):
+            if user is None or not (user.is_authenticated and user.is_active):
+                raise ClientError("unauthorized", "Log in or send 'Authorization: Bearer <token>'.")
+            raise ClientError("forbidden", "You may not read or write this topic.")
+
     async def open(self, user, after: int | None) -> Opening:
         """Called once a connection is subscribed: return its hello and its catch-up."""
         return Opening(hello={"type": "hello", "user": user_public(user)})
@@ -91,7 +103,7 @@ class Topic:
         """Return the id that de-duplicates ``event`` (and SSE's ``id:``), or None."""
         return None
 
-    def handler_for(self, kind: str) -> Callable[[Connection, Event], Awaitable[None]] | None:
+    def handler_for(self, kind: str) -> Callable[[Any, Event], Awaitable[None]] | None:
         """Return the method for a client frame of type ``kind`` (``frame_<kind>``), or None.
 
         No method of Topic itself starts with ``frame_``: a frame never reaches the core's own.

@@ -6,3 +6,7 @@ class UploadsConfig(AppConfig):
 
     name = "uploads"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        """Declare the uploads' metrics and error codes (realtime.counter, realtime.register_error_codes)."""
+        from . import metrics  # noqa: F401

@@ -20,15 +20,13 @@ from django.utils import timezone
 from realtime import (
     ClientError,
     Topic,
-    count_upload_bytes,
-    count_upload_finished,
     db_call,
     publish_to_user,
     rate_allow,
     topic_for,
 )
 
-from . import files
+from . import files, metrics
 from .models import TARGET_PATTERN, Upload
 from .protocol import UploadError, clean_filename
 from .signals import upload_creating, upload_finished
@@ -212,7 +210,7 @@ async def _append(user, upload: Upload, read, remaining: int, checksum: bytes | 
         if not moved:  # another process appended meanwhile
             raise UploadError("conflict", "The upload moved on meanwhile; HEAD it and resume.", 409)
         upload.offset = start + writer.written
-        count_upload_bytes(writer.written)
+        metrics.RECEIVED_BYTES.inc(writer.written)
         if upload.offset < upload.size:
             await progress.report(upload, upload.offset)
     if upload.offset == upload.size and upload.completed is None:
@@ -227,7 +225,7 @@ async def _finish(*, user, upload: Upload) -> None:
     await Upload.objects.filter(pk=upload.pk).aupdate(
         stored_name=upload.stored_name, completed=upload.completed, updated=upload.completed
     )
-    count_upload_finished()
+    metrics.FINISHED.inc()
     await progress.report(upload, upload.size)
     await upload_finished.asend(sender=Upload, upload=upload, user=user)
 

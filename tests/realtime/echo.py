@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from django.db import OperationalError
 from django.urls import path
 
 from realtime import Opening, Topic, TopicConsumer, publish, stream_view, user_public
@@ -54,6 +55,9 @@ class EchoTopic(Topic):
 
     async def frame_crash(self, connection, frame: dict) -> None:
         raise RuntimeError("the frame handler failed")
+
+    async def frame_store(self, connection, frame: dict) -> None:
+        raise OperationalError("the database is down")  # as a handler's query would, mid-outage
 
 
 websocket_urlpatterns = [path("ws/echo/<str:name>/", TopicConsumer.as_asgi(topic=EchoTopic))]

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from chat.models import Message
 from chat.service import clean_text
-from realtime.consumers import decode_frame
+from realtime.connection import decode_frame
 from realtime.errors import ClientError
 from realtime.models import ApiToken
 from tests.asgi import http, joined, make_user

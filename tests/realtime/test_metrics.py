@@ -51,6 +51,10 @@ Samples = dict[tuple[str, frozenset], float]
 
 # -- reading metrics -------------------------------------------------------------
 
+# An app's own counters, declared as an app would (realtime.counter).
+APP_BYTES = realtime.counter("echo_test_bytes_total", "Bytes an app counted (tests).")
+APP_DONE = realtime.counter("echo_test_done_total", "Things an app finished (tests).")
+
 
 def local_samples() -> Samples:
     """Return every sample of this process's registry."""
@@ -302,8 +306,8 @@ def test_the_helpers_of_other_modules_keep_their_labels_bounded():
     metrics.client_error("websocket", "no such code")
     metrics.database_unavailable("http")
     metrics.database_unavailable("websocket")
-    realtime.count_upload_bytes(1000)
-    realtime.count_upload_finished()
+    APP_BYTES.inc(1000)
+    APP_DONE.inc()
     metrics.db_waited(0.002)
     metrics.presence_tick(0.01)
     after = local_samples()
@@ -320,14 +324,15 @@ def test_the_helpers_of_other_modules_keep_their_labels_bounded():
         key("realtime_client_errors_total", transport="websocket", code="other"): 1,
         key("realtime_database_unavailable_total", transport="http"): 1,
         key("realtime_database_unavailable_total", transport="websocket"): 1,
-        key("realtime_upload_received_bytes_total"): 1000,
-        key("realtime_uploads_finished_total"): 1,
+        key("echo_test_bytes_total"): 1000,
+        key("echo_test_done_total"): 1,
         key("realtime_db_wait_seconds_count"): 1,
         key("realtime_presence_tick_seconds_count"): 1,
     }
     assert deltas(before, after, expected) == expected
     assert metrics.close_label(1001) == metrics.close_label(1006) == "client_gone"
-    assert metrics.close_label(1011) == metrics.close_label(None) == "other"
+    assert metrics.close_label(1011) == "1011"
+    assert metrics.close_label(4000) == metrics.close_label(None) == "other"
     assert value(after, "realtime_db_queue_depth") == 0
 
 
@@ -505,14 +510,13 @@ from realtime import events, metrics
 metrics.published("room")
 metrics.delivered(5, 0.0)
 metrics.client_error("websocket", "bad_json")
-realtime.count_upload_bytes(1000)
-realtime.count_upload_finished()
-topic = type("T", (), {"kind": "room"})
-bound = metrics.connection_opened(type("C", (), {"transport": "websocket", "topic": topic})())
+app_counter = realtime.counter("echo_test_bytes_total", "An app's counter.")
+app_counter.inc(1000)
+bound = metrics.connection_opened("websocket", "room")
 label = metrics.connection_closed(bound, 1000, 3.0)
 names = [
     "realtime_events_published_total", "realtime_deliveries_total", "realtime_client_errors_total",
-    "realtime_upload_received_bytes_total", "realtime_uploads_finished_total",
+    "echo_test_bytes_total",
     "realtime_connections_opened_total", "realtime_connections_closed_total",
     "realtime_publish_latency_seconds_count", "realtime_connection_duration_seconds_count",
 ]
