@@ -46,8 +46,8 @@ _EXPORTS = {
     "spawn": "process",
     "process": "process",
     # An app's own metrics and client error codes (realtime.metrics; the core counts the rest itself).
-    "counter": "metrics",
-    "register_error_codes": "metrics",
+    "counter": "app_metrics",
+    "register_error_codes": "app_metrics",
     # Close codes.
     "SESSION_ENDED": "codes",
     "USER_DEACTIVATED": "codes",

@@ -20,11 +20,10 @@ section 3), counted in the metrics; the client reconnects and resumes.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from django.conf import settings
 
@@ -36,48 +35,17 @@ from .layers import OVERFLOW
 from .middleware import DATABASE_UNAVAILABLE
 from .resume import LiveFilter
 from .topics import Event, Topic
+from .transport import FRAME, Transport, decode_frame
 
 logger = logging.getLogger(__name__)
 # One INFO line per connection end: transport, topic kind, duration, close code; nothing else.
 connections_log = logging.getLogger("realtime.connections")
 
-# Why a connection was refused, for the metrics (realtime.metrics.REFUSAL_REASONS).
+# Why a connection was refused, for the metrics (realtime.metric_series.REFUSAL_REASONS).
 FORBIDDEN = "forbidden"  # the topic's admission step refused an identified user
 DRAINING = "draining"  # the process is stopping
 LIMIT = "limit"  # REALTIME_MAX_CONNECTIONS_PER_USER
 UNAVAILABLE = "unavailable"  # the database could not answer the admission step
-
-# The inbound message a transport's receive() returns for a client frame.
-FRAME = "realtime.frame"
-
-
-class Transport(Protocol):
-    """What a transport supplies to the driver: accept, send, receive and close."""
-
-    name: str  # "websocket" | "sse"
-    # How it ended, first cause wins: a close code, or metrics.CLIENT_GONE; None while live.
-    close_code: Any
-
-    async def refuse(self, error: ClientError) -> None:
-        """Refuse the connection before accept (WebSocket: 403; SSE: the error's HTTP status)."""
-
-    async def accept(self) -> None:
-        """Accept the connection: from here on the client receives events."""
-
-    async def send(self, text: str, event: str, event_id: int | None = None) -> None:
-        """Send encoded text now, after what was sent before (the opening, live events)."""
-
-    async def push(self, text: str, event: str) -> None:
-        """Queue encoded text behind what is on its way (from any task)."""
-
-    async def receive(self) -> dict | None:
-        """Return the next client frame (``FRAME``) or layer message; None once the client is gone."""
-
-    async def close(self, code: int) -> None:
-        """Close now with ``code`` (called by the driver)."""
-
-    async def end(self, code: int) -> None:
-        """Ask the connection to end with ``code``, from any task (a notice, SIGTERM, a failed check)."""
 
 
 @dataclass(eq=False)
@@ -325,22 +293,6 @@ class Connection:
                     "code": code,
                 },
             )
-
-
-def decode_frame(text_data: str | None, bytes_data: bytes | None) -> Event:
-    """Return a client frame as a dict, or raise the ClientError the contract names."""
-    if text_data is None:
-        raise ClientError("binary_unsupported", "Send JSON text frames, not binary.")
-    max_frame = settings.REALTIME_MAX_FRAME
-    if len(text_data) > max_frame or (len(text_data) * 4 > max_frame and len(text_data.encode()) > max_frame):
-        raise ClientError("too_large", f"Frames are limited to {max_frame} bytes.")
-    try:
-        frame = json.loads(text_data)
-    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
-        raise ClientError("bad_json", "The frame is not valid JSON.") from None
-    if not isinstance(frame, dict):
-        raise ClientError("bad_json", "The frame must be a JSON object.")
-    return frame
 
 
 def live_connections() -> int:

@@ -10,15 +10,16 @@ events reach the socket without a task per message (realtime.delivery).
 
 from __future__ import annotations
 
-from .connection import FRAME, Connection
+from .connection import Connection
 from .credentials import Credential
 from .delivery import SinkDeliveryConsumer
 from .errors import ClientError, parse_after
 from .topics import Topic
+from .transport import FRAME
 
 
 class TopicConsumer(SinkDeliveryConsumer):
-    """One socket subscribed to one topic: ``TopicConsumer.as_asgi(topic=RoomTopic)``."""
+    """One socket subscribed to one topic: ``TopicConsumer.as_asgi(topic=MyTopic)``."""
 
     name = "websocket"  # the transport's name in metrics and logs
     topic: type[Topic] = Topic  # set per route by as_asgi(topic=...)

@@ -2,7 +2,7 @@
 
 Channels' consumer loop (``await_many_dispatch``) starts a task and an
 ``asyncio.wait`` for every message, and the layer wakes one receiver per
-member: for a room of N sockets that is N tasks and N wake-ups per event.
+member: for a topic of N sockets that is N tasks and N wake-ups per event.
 With a layer that supports sinks (realtime.layers), ``group_send`` instead
 hands the encoded event to each consumer on its own stack and the consumer
 writes it to its socket at once, like a raw ASGI broadcast loop. With any

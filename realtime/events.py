@@ -119,7 +119,7 @@ async def publish(topic: Topic, event: dict[str, Any], *, exclude: str | None = 
 
 
 async def publish_to_user(user_id: int, event: dict[str, Any]) -> None:
-    """Send ``event`` to every live connection of one user, in any room."""
+    """Send ``event`` to every live connection of one user, in any topic."""
     metrics.published("user")
     await get_channel_layer().group_send(user_group(user_id), _delivery(event))
 

@@ -24,40 +24,8 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from .metric_series import (
-    CATCH_UP_EVENTS,
-    CLIENT_ERRORS,
-    CLIENT_GONE,
-    CLOSE_LABELS,
-    CONNECTION_DURATION,
-    CONNECTION_SLOTS,
-    CONNECTIONS_CLOSED,
-    CONNECTIONS_OPEN,
-    CONNECTIONS_OPENED,
-    CONNECTIONS_REFUSED,
-    DATABASE_UNAVAILABLE,
-    DB_QUEUE_DEPTH,
-    DB_WAIT,
-    DELIVERIES,
-    DUPLICATES_SKIPPED,
-    ERROR_CODES,
-    ERROR_TRANSPORTS,
-    EVENTS_PUBLISHED,
-    LAYER_ERRORS,
-    LAYER_OPERATIONS,
-    MAX_RATE_LIMIT_LABELS,
-    NO_IDENTITY,
-    OTHER,
-    OVERFLOWS,
-    PRESENCE_TICK,
-    PUBLISH_LATENCY,
-    RATE_LIMIT_REFUSALS,
-    REFUSAL_REASONS,
-    RELAY_FAILURES,
-    RELAY_RECONNECTS,
-    SENT_AT,
-    TRANSPORTS,
-)
+from . import metric_series as series
+from .metric_series import CLIENT_GONE, CONNECTION_SLOTS, DB_QUEUE_DEPTH, NO_IDENTITY, OTHER, SENT_AT
 
 __all__ = ["CLIENT_GONE", "CONNECTION_SLOTS", "DB_QUEUE_DEPTH", "NO_IDENTITY", "OTHER", "SENT_AT"]
 
@@ -89,9 +57,9 @@ class ConnectionMetrics:
         if not enabled:
             self.open = self.opened = self.duration = UNRECORDED
         else:
-            self.open = CONNECTIONS_OPEN.labels(transport, topic)
-            self.opened = CONNECTIONS_OPENED.labels(transport, topic)
-            self.duration = CONNECTION_DURATION.labels(transport, topic)
+            self.open = series.CONNECTIONS_OPEN.labels(transport, topic)
+            self.opened = series.CONNECTIONS_OPENED.labels(transport, topic)
+            self.duration = series.CONNECTION_DURATION.labels(transport, topic)
         self.closed: dict[str, Any] = {}  # close label -> child, filled on first use
 
     def ended(self, label: str) -> Any:
@@ -100,7 +68,7 @@ class ConnectionMetrics:
             return UNRECORDED
         child = self.closed.get(label)
         if child is None:
-            child = self.closed[label] = CONNECTIONS_CLOSED.labels(self.transport, self.topic, label)
+            child = self.closed[label] = series.CONNECTIONS_CLOSED.labels(self.transport, self.topic, label)
         return child
 
 
@@ -134,7 +102,7 @@ def for_connection(transport: str, topic_kind: str) -> ConnectionMetrics:
 
 def close_label(code: Any) -> str:
     """Return the label of a close code: one of 1000, 1012, 1013, 4401, 4403, client_gone, other."""
-    return CLOSE_LABELS.get(code, OTHER)
+    return series.CLOSE_LABELS.get(code, OTHER)
 
 
 def prepare(topic_kinds) -> None:
@@ -145,20 +113,20 @@ def prepare(topic_kinds) -> None:
     once, when the topics are known.
     """
     kinds = list(topic_kinds)
-    for transport in TRANSPORTS:
-        for reason in REFUSAL_REASONS:
-            _child(CONNECTIONS_REFUSED, transport, reason)
+    for transport in series.TRANSPORTS:
+        for reason in series.REFUSAL_REASONS:
+            _child(series.CONNECTIONS_REFUSED, transport, reason)
         for kind in kinds:
             bound = for_connection(transport, kind)
-            for label in {*CLOSE_LABELS.values(), OTHER}:
+            for label in {*series.CLOSE_LABELS.values(), OTHER}:
                 bound.ended(label)
     for kind in [*kinds, "user"]:
-        for metric in (EVENTS_PUBLISHED, CATCH_UP_EVENTS, DUPLICATES_SKIPPED):
+        for metric in (series.EVENTS_PUBLISHED, series.CATCH_UP_EVENTS, series.DUPLICATES_SKIPPED):
             _topic_child(metric, kind)
-    for operation in LAYER_OPERATIONS:
-        _child(LAYER_ERRORS, operation)
+    for operation in series.LAYER_OPERATIONS:
+        _child(series.LAYER_ERRORS, operation)
     for transport in ("http", "websocket"):
-        _child(DATABASE_UNAVAILABLE, transport)
+        _child(series.DATABASE_UNAVAILABLE, transport)
 
 
 # -- the helpers the code calls ------------------------------------------------
@@ -183,7 +151,7 @@ def connection_closed(bound: ConnectionMetrics, code: Any, seconds: float) -> st
 
 def connection_refused(transport: str, reason: str) -> None:
     """Count a handshake or stream refused before it started (a rare path)."""
-    _child(CONNECTIONS_REFUSED, transport, reason if reason in REFUSAL_REASONS else OTHER).inc()
+    _child(series.CONNECTIONS_REFUSED, transport, reason if reason in series.REFUSAL_REASONS else OTHER).inc()
 
 
 def handshake_refused(status: int, *, origin: bool = False) -> None:
@@ -205,116 +173,87 @@ def _topic_child(metric: Counter, kind: str) -> Any:
 
 def published(kind: str) -> None:
     """Count one event published to a topic of ``kind`` (once per publish, not per recipient)."""
-    child = _by_topic.get((EVENTS_PUBLISHED, kind))
+    child = _by_topic.get((series.EVENTS_PUBLISHED, kind))
     if child is None:
-        child = _topic_child(EVENTS_PUBLISHED, kind)
+        child = _topic_child(series.EVENTS_PUBLISHED, kind)
     child.inc()
 
 
 def delivered(recipients: int, sent_at: float) -> None:
     """Count one group_send's deliveries and sample its publish-to-socket latency (once per group_send)."""
     if recipients:
-        DELIVERIES.inc(recipients)
-        PUBLISH_LATENCY.observe(max(0.0, time.time() - sent_at))
+        series.DELIVERIES.inc(recipients)
+        series.PUBLISH_LATENCY.observe(max(0.0, time.time() - sent_at))
 
 
 def caught_up(kind: str, count: int) -> None:
     """Count ``count`` catch-up events sent to one new connection (once per connection)."""
     if count:
-        _topic_child(CATCH_UP_EVENTS, kind).inc(count)
+        _topic_child(series.CATCH_UP_EVENTS, kind).inc(count)
 
 
 def duplicate_skipped(kind: str) -> None:
     """Count one live event skipped as already caught up (only when it is skipped)."""
-    _topic_child(DUPLICATES_SKIPPED, kind).inc()
+    _topic_child(series.DUPLICATES_SKIPPED, kind).inc()
 
 
 def overflowed() -> None:
     """Count a consumer that fell behind its queue's capacity (realtime.layers, once per episode)."""
-    OVERFLOWS.inc()
+    series.OVERFLOWS.inc()
 
 
 def client_error(transport: str, code: str) -> None:
     """Count an error answered to a client: ``websocket`` (error event) or ``http`` (JSON error)."""
-    transport = transport if transport in ERROR_TRANSPORTS else OTHER
-    _child(CLIENT_ERRORS, transport, code if code in ERROR_CODES else OTHER).inc()
+    transport = transport if transport in series.ERROR_TRANSPORTS else OTHER
+    _child(series.CLIENT_ERRORS, transport, code if code in series.ERROR_CODES else OTHER).inc()
 
 
 def rate_limited(key: str) -> None:
     """Count a hit a rate limit refused; labelled by the key's kind, never the key itself.
 
-    ``"typing:room.lobby"`` counts as ``typing``, ``"room.lobby"`` as ``room``,
-    ``"room-create"`` as itself; past :data:`MAX_RATE_LIMIT_LABELS` distinct
+    ``"typing:board.main"`` counts as ``typing``, ``"board.main"`` as ``board``,
+    ``"board-create"`` as itself; past :data:`series.MAX_RATE_LIMIT_LABELS` distinct
     kinds, as ``other``.
     """
     kind = key.partition(":")[0] if ":" in key else key.partition(".")[0]
     if kind not in _rate_limit_labels:
-        if len(_rate_limit_labels) >= MAX_RATE_LIMIT_LABELS:
+        if len(_rate_limit_labels) >= series.MAX_RATE_LIMIT_LABELS:
             kind = OTHER
         else:
             _rate_limit_labels.add(kind)
-    _child(RATE_LIMIT_REFUSALS, kind).inc()
+    _child(series.RATE_LIMIT_REFUSALS, kind).inc()
 
 
 def db_waited(seconds: float) -> None:
     """Sample how long a call waited in the DB worker's queue (realtime.db)."""
-    DB_WAIT.observe(seconds)
+    series.DB_WAIT.observe(seconds)
 
 
 def database_unavailable(transport: str = "http") -> None:
     """Count an answer refused because the database could not serve (``http`` 503, ``websocket``)."""
-    _child(DATABASE_UNAVAILABLE, transport if transport in ("http", "websocket", "sse") else OTHER).inc()
+    _child(
+        series.DATABASE_UNAVAILABLE, transport if transport in ("http", "websocket", "sse") else OTHER
+    ).inc()
 
 
 def layer_error(operation: str) -> None:
     """Count a failed channel-layer call (``publish``, ``receive``, ``renew``, ``refresh``)."""
-    _child(LAYER_ERRORS, operation if operation in LAYER_OPERATIONS else OTHER).inc()
+    _child(series.LAYER_ERRORS, operation if operation in series.LAYER_OPERATIONS else OTHER).inc()
 
 
 def relay_failed() -> None:
     """Count a failed read of the Redis relay."""
-    RELAY_FAILURES.inc()
+    series.RELAY_FAILURES.inc()
 
 
 def relay_reconnected() -> None:
     """Count the Redis relay reaching Redis again after a failure."""
-    RELAY_RECONNECTS.inc()
+    series.RELAY_RECONNECTS.inc()
 
 
 def presence_tick(seconds: float) -> None:
     """Sample the duration of one presence tick."""
-    PRESENCE_TICK.observe(seconds)
-
-
-# -- an app's own metrics ---------------------------------------------------------
-
-
-class AppCounter:
-    """A counter an app declared (:func:`counter`): records nothing while metrics are off.
-
-    Apps hold this object, so it checks ``enabled`` itself instead of being
-    rebound by :func:`disable`.
-    """
-
-    __slots__ = ("_metric",)
-
-    def __init__(self, metric: Counter) -> None:
-        self._metric = metric
-
-    def inc(self, amount: float = 1, *labels: str) -> None:
-        """Add ``amount`` (to the child of ``labels``, for a labelled counter)."""
-        if amount and enabled:
-            (self._metric.labels(*labels) if labels else self._metric).inc(amount)
-
-
-def counter(name: str, documentation: str, labelnames: tuple[str, ...] = ()) -> AppCounter:
-    """Declare an app's own counter (``<app>_..._total``), exposed at /metrics with the core's."""
-    return AppCounter(Counter(name, documentation, list(labelnames)))
-
-
-def register_error_codes(*codes: str) -> None:
-    """Count these client error codes of an app by name (any other code is counted as ``other``)."""
-    ERROR_CODES.update(codes)
+    series.PRESENCE_TICK.observe(seconds)
 
 
 # -- switching them off ----------------------------------------------------------

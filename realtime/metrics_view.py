@@ -74,7 +74,7 @@ async def metrics(request: HttpRequest) -> HttpResponse:
         return response
     global _prepared
     if not _prepared:  # once the apps' topics are loaded: their series start at zero
-        core_metrics.prepare(kind for kind in topics._kinds)
+        core_metrics.prepare(topics.kinds())
         _prepared = True
     # prometheus_client's own negotiation: the text format (0.0.4) unless the scraper asks for
     # OpenMetrics or text 1.0.0 in its Accept header.

@@ -1,7 +1,7 @@
 """Redis between processes, the in-process layer within one: one Redis membership per process per group.
 
 channels_redis's ``RedisChannelLayer`` makes every socket a member of its
-room's group in Redis. Measured (``make bench``, the ``redis-*`` rows), that
+topic's group in Redis. Measured (``make bench``, the ``redis-*`` rows), that
 falls short in two ways:
 
 * Loss without a word. Past ``capacity`` pending messages for a process,

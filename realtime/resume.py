@@ -13,7 +13,7 @@ class LiveFilter:
     """Skip live message events at or below ``floor`` and those replay sent (by id, not by a high-water mark).
 
     A high-water mark would be wrong with several processes: each stores and
-    broadcasts its own messages, so a room's ids can arrive out of order (B's
+    broadcasts its own messages, so a topic's ids can arrive out of order (B's
     id 101 before A's id 100), and a mark would drop 100 for good.
     """
 

@@ -116,7 +116,14 @@ class Topic:
         return f"<{type(self).__name__} {self.group}>"
 
 
+# Every Topic subclass with a kind, by kind: a registry of classes (as Django's of models),
+# filled as the apps are loaded, not state of the live connections.
 _kinds: dict[str, type[Topic]] = {}
+
+
+def kinds() -> list[str]:
+    """Return the kinds of the loaded apps' topics."""
+    return list(_kinds)
 
 
 def topic_for(kind: str, key: str) -> Topic:

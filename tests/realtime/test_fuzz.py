@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from chat.models import Message
 from chat.service import clean_text
-from realtime.connection import decode_frame
 from realtime.errors import ClientError
 from realtime.models import ApiToken
+from realtime.transport import decode_frame
 from tests.asgi import http, joined, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
