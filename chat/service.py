@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -15,7 +14,7 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 
-from realtime import ClientError, db_call, publish, rate_allow
+from realtime import ClientError, db_call, publish, rate_allow, spawn
 
 from . import events
 from .models import Message, Room
@@ -43,8 +42,6 @@ class _Post:
 # its last id then cannot skip a message that was stored earlier but
 # broadcast later).
 _waiting: dict[str, list[_Post]] = {}
-# The running writers: the loop itself keeps only weak references to tasks.
-_writers: set[asyncio.Task] = set()
 
 
 def clean_text(text: object) -> str:
@@ -135,10 +132,8 @@ async def _store_and_publish(*, user, topic: RoomTopic, text: str, attachment=No
     waiting = _waiting.get(topic.slug)
     if waiting is None:
         _waiting[topic.slug] = [post]
-        # A context of its own: the writer serves every poster, and outlives this one.
-        writer = loop.create_task(_write_room(topic), context=contextvars.Context())
-        _writers.add(writer)
-        writer.add_done_callback(_writers.discard)
+        # A task of its own (realtime.spawn): the writer serves every poster, and outlives this one.
+        spawn(_write_room(topic))
     else:
         waiting.append(post)
     return await post.stored

@@ -23,6 +23,7 @@ from realtime import (
     db_call,
     publish_to_user,
     rate_allow,
+    spawn,
     topic_for,
 )
 
@@ -293,7 +294,6 @@ class ProgressReporter:
 
     def __init__(self) -> None:
         self._uploads: dict[str, _Progress] = {}
-        self._tasks: set[asyncio.Task] = set()
 
     async def report(self, upload: Upload, offset: int) -> None:
         """Note that ``upload`` reached ``offset``; send now or schedule a trailing send."""
@@ -319,9 +319,7 @@ class ProgressReporter:
         entry = self._uploads.get(key)
         if entry is not None:
             entry.timer = None
-            task = asyncio.create_task(self._send(key, entry))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            spawn(self._send(key, entry))
 
     async def _send(self, key: str, entry: _Progress) -> None:
         if entry.timer:
