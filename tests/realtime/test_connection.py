@@ -17,7 +17,8 @@ from django.core.asgi import get_asgi_application
 from django.test import override_settings
 
 import realtime.asgi
-from realtime import background, connection, presence, publish, shutdown
+from realtime import background, connection, publish, shutdown
+from realtime.process import process
 from tests.asgi import http, http_scope, make_user, session_cookie, sse_stream, ws
 from tests.realtime.echo import LOG, EchoTopic, said
 
@@ -40,10 +41,10 @@ def held_by(user) -> dict:
     """Return what the process holds for ``user``: slots, live connections, presence, memberships."""
     layer = get_channel_layer()
     return {
-        "slots": presence._state.user_connections.get(user.pk, 0),
+        "slots": process.slots.user_connections.get(user.pk, 0),
         "live": connection.live_connections(),
-        "online": dict(presence._state.topics.get(EchoTopic("a").group).online)
-        if EchoTopic("a").group in presence._state.topics
+        "online": dict(process.presence.topics.get(EchoTopic("a").group).online)
+        if EchoTopic("a").group in process.presence.topics
         else {},
         "members": sum(len(members) for members in layer.groups.values()),
     }
