@@ -17,7 +17,7 @@ from django.core.asgi import get_asgi_application
 from django.test import override_settings
 
 import realtime.asgi
-from realtime import background, connection, publish, shutdown
+from realtime import background, connection, publish
 from realtime.process import process
 from tests.asgi import http, http_scope, make_user, session_cookie, sse_stream, ws
 from tests.realtime.echo import LOG, EchoTopic, said
@@ -118,7 +118,7 @@ async def test_a_frame_handler_that_fails_releases_everything(app, alice):
         await comm.wait(timeout=1)
     assert await settled(alice) == NOTHING
     assert not [
-        c for c in shutdown._closers if isinstance(getattr(c, "__self__", None), connection.Connection)
+        c for c in process.shutdown.closers if isinstance(getattr(c, "__self__", None), connection.Connection)
     ]
 
 
