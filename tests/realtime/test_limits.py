@@ -442,7 +442,7 @@ async def test_processes_starting_together_both_list_each_others_users(tmp_path)
     a, b = start_servers(tmp_path, SERVERS_REDIS_URL)
     await start_both(a, b)
     room = f"limits-{uuid.uuid4().hex[:8]}"
-    registry = redis.Redis.from_url(SERVERS_REDIS_URL)
+    store = redis.Redis.from_url(SERVERS_REDIS_URL)
     try:
         async with login(a.url, "alice") as alice, login(b.url, "bob") as bob:
             # Each process registers on its first connection: both at the same moment.
@@ -452,11 +452,11 @@ async def test_processes_starting_together_both_list_each_others_users(tmp_path)
                 return (await client.get(f"{server.url}/api/rooms/{room}/presence")).json()["users"]
 
             async with asyncio.timeout(5):
-                while registry.zcard(registry.REGISTRY_KEY) < 2:
+                while store.zcard(registry.REGISTRY_KEY) < 2:
                     await asyncio.sleep(0.05)
             agreed = None
             for _ in range(30):  # 3 s: both stay listed, and both processes soon agree
-                assert registry.zcard(registry.REGISTRY_KEY) == 2
+                assert store.zcard(registry.REGISTRY_KEY) == 2
                 views = (await presence_on(a, alice), await presence_on(b, bob))
                 if views == (["alice", "bob"], ["alice", "bob"]):
                     agreed = agreed or views
