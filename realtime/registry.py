@@ -194,7 +194,7 @@ async def _publish() -> None:
             await hook()
     except REDIS_ERRORS as exc:
         # Redis may blink (restarting): local diffs still go out, and this is tried again next tick.
-        logger.warning("presence store unavailable, publishing next tick: %s", exc)
+        logger.warning("process registry unavailable in Redis, publishing next tick: %s", exc)
 
 
 async def _beat() -> None:
@@ -209,7 +209,7 @@ async def _beat() -> None:
             for hook in _hooks.tick:
                 await hook()
         except Exception:
-            logger.exception("presence tick failed")  # presence catches up next tick
+            logger.exception("heartbeat tick failed")  # caught up next tick
         # A tick that took long (diffs to 10,000 listeners) spaces out the next
         # ones, so the heartbeat never takes more than about 1/TICK_COST_FACTOR of the process.
         elapsed = time.perf_counter() - started
