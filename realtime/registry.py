@@ -33,7 +33,7 @@ from typing import Any
 from django.conf import settings
 
 from . import metrics, redis_store
-from .process import loop_task, process
+from .process import process
 from .services import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ def registered(anew: bool) -> None:
 
 def ensure_beating() -> None:
     """Start the heartbeat on the running event loop if it is not running there."""
-    loop_task("heartbeat", _beat)
+    process.loop_task("heartbeat", _beat)
 
 
 async def _write_snapshot() -> None:
