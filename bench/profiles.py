@@ -21,7 +21,7 @@ AREAS = [
     ("Django middleware, sessions, auth, requests", ("django/",)),
     ("realtime.delivery: inline sends, drains", ("realtime/delivery.py",)),
     ("realtime.layers: group_send, queues", ("realtime/layers.py",)),
-    ("realtime.presence: snapshots, diffs", ("realtime/presence.py",)),
+    ("realtime.presence: snapshots, diffs, the heartbeat", ("realtime/presence.py", "realtime/registry.py")),
     ("realtime: other modules", ("realtime/",)),
     ("Channels", ("channels/",)),
     ("asgiref (sync_to_async, Local)", ("asgiref/",)),

@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 from django.conf import settings
 from redis.exceptions import LockError
 
 from . import shutdown
+from .process import loop_task, process
 from .services import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
@@ -49,9 +49,19 @@ class Job:
     exclusive: bool = False
 
 
+# The apps' registrations (made once, in their ready()): kept when the process state is reset.
 _jobs: dict[str, Job] = {}
-_tasks: list[asyncio.Task] = []
-_loop: asyncio.AbstractEventLoop | None = None
+
+
+@dataclass
+class _Running:
+    """The jobs running on this process, and the task that supervises them."""
+
+    supervisor: asyncio.Task | None = None
+    tasks: list[asyncio.Task] = field(default_factory=list)  # one per job, in registration order
+
+
+process.declare("background", _Running)
 
 
 def register(name: str, run: Callable[[], Awaitable[None]], *, exclusive: bool = False) -> None:
@@ -61,34 +71,43 @@ def register(name: str, run: Callable[[], Awaitable[None]], *, exclusive: bool =
 
 def ensure_started() -> None:
     """Start the registered jobs on the running event loop, once per loop; cheap when started."""
-    global _loop, _tasks
-    loop = asyncio.get_running_loop()
-    if _loop is loop or not _jobs or shutdown.draining():
-        return
-    _loop = loop
-    # Contexts of their own: they serve the whole process, not the request that started them.
-    _tasks = [
-        loop.create_task(_supervise(job), name=f"realtime-job-{job.name}", context=contextvars.Context())
-        for job in _jobs.values()
-    ]
-    shutdown.register(stop)
+    if _jobs and not shutdown.draining():
+        loop_task("background-jobs", _run_jobs)
 
 
 async def stop() -> None:
     """Cancel every job of this process and wait for them (SIGTERM; tests)."""
-    global _loop
-    tasks, _loop = list(_tasks), None
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
+    supervisor = process.background.supervisor
+    if supervisor is not None and not supervisor.done():
+        supervisor.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-    shutdown.unregister(stop)
+            await supervisor
 
 
 def running() -> list[str]:
     """Return the names of the jobs supervised on this process."""
-    return [job.name for job, task in zip(_jobs.values(), _tasks, strict=False) if not task.done()]
+    tasks = process.background.tasks
+    return [job.name for job, task in zip(_jobs.values(), tasks, strict=False) if not task.done()]
+
+
+async def _run_jobs() -> None:
+    """Run every registered job, each in a task of its own, until stopped (SIGTERM, :func:`stop`)."""
+    state = process.background
+    state.supervisor = asyncio.current_task()
+    # The jobs inherit this task's context, its own: not the request's that started it.
+    state.tasks = tasks = [
+        asyncio.create_task(_supervise(job), name=f"realtime-job-{job.name}") for job in _jobs.values()
+    ]
+    if not tasks:  # every job unregistered meanwhile (tests)
+        return
+    shutdown.register(stop)
+    try:
+        await asyncio.wait(tasks)  # each runs until cancelled; one that dies leaves the others be
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)  # their leases given back
+        shutdown.unregister(stop)
 
 
 async def _supervise(job: Job) -> None:

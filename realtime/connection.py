@@ -27,7 +27,7 @@ from typing import Any
 
 from django.conf import settings
 
-from . import credentials, events, memberships, metrics, presence, shutdown
+from . import credentials, events, memberships, metrics, presence, shutdown, slots
 from .codes import SERVER_ERROR, SERVICE_RESTART, TRY_AGAIN_LATER
 from .credentials import Credential
 from .errors import ClientError
@@ -155,7 +155,7 @@ class Connection:
         if shutdown.draining():
             metrics.connection_refused(self.transport.name, DRAINING)
             return ClientError("unavailable", "The server is restarting; retry shortly.")
-        if not await presence.admit(user_id=self.user.pk, limit=settings.REALTIME_MAX_CONNECTIONS_PER_USER):
+        if not await slots.admit(user_id=self.user.pk, limit=settings.REALTIME_MAX_CONNECTIONS_PER_USER):
             metrics.connection_refused(self.transport.name, LIMIT)
             return ClientError("forbidden", "Too many live connections for this user.")
         self.admitted = True
@@ -267,7 +267,7 @@ class Connection:
             presence.leave(topic=self.topic.group, user=self.user, deliver=self.presence_listener)
         if self.admitted:
             memberships.drop(self)
-            presence.release(user_id=self.user.pk)
+            slots.release(user_id=self.user.pk)
             self._count_end()
         if self.groups:
             memberships.leave(self.layer, self.channel, self.groups)

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import heapq
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -32,6 +31,7 @@ from . import events
 from .codes import SESSION_ENDED, USER_DEACTIVATED
 from .db import db_call
 from .models import ApiToken
+from .process import loop_task, process, spawn
 from .sessions import SessionStore
 
 logger = logging.getLogger(__name__)
@@ -139,12 +139,13 @@ class Watch:
 
 @dataclass
 class _Watches:
-    """Every watched connection of one event loop, by due time, and the one task that checks them."""
+    """Every watched connection of one event loop, by due time (one task checks them)."""
 
-    loop: asyncio.AbstractEventLoop
+    loop: asyncio.AbstractEventLoop | None = None
     due: list[tuple[float, int, Watch]] = field(default_factory=list)  # a heap
-    task: asyncio.Task | None = None
     cancelled: int = 0  # cancelled watches still in ``due``
+    # Ties in the heap: first watched, first checked.
+    order: Iterator[int] = field(default_factory=itertools.count)
 
     def cancelled_one(self) -> None:
         """Count a cancelled watch; drop them all once they are most of the heap (churning clients)."""
@@ -155,10 +156,10 @@ class _Watches:
             self.cancelled = 0
 
 
-_watches: _Watches | None = None
-_order = itertools.count()  # ties in the heap: first watched, first checked
 # Cancelled watches the heap may hold before it is compacted (when they are half of it).
 COMPACT_AFTER = 1000
+
+process.declare("credential_watches", _Watches)
 
 
 def watch(credential: Credential, end: Callable[[int], Awaitable[None]]) -> Watch:
@@ -167,23 +168,22 @@ def watch(credential: Credential, end: Callable[[int], Awaitable[None]]) -> Watc
     One task per process checks every connection when it is due, rather
     than a sleeping task per connection: a socket held idle costs a heap entry.
     """
-    global _watches
     loop = asyncio.get_running_loop()
-    if _watches is None or _watches.loop is not loop:
-        _watches = _Watches(loop)  # the connections of an earlier loop (tests) are gone
-    handle = Watch(credential, end, watches=_watches)
-    heapq.heappush(_watches.due, (loop.time() + settings.REALTIME_REVALIDATE_SECONDS, next(_order), handle))
-    if _watches.task is None or _watches.task.done():
-        # A context of its own: it serves every connection, and outlives the one that started it.
-        _watches.task = loop.create_task(
-            _check_due(_watches), name="realtime-credential-watch", context=contextvars.Context()
-        )
+    watches = process.credential_watches
+    if watches.loop is not loop:
+        # The connections of an earlier loop (tests) are gone.
+        watches = process.credential_watches = _Watches(loop)
+    handle = Watch(credential, end, watches=watches)
+    due = loop.time() + settings.REALTIME_REVALIDATE_SECONDS
+    heapq.heappush(watches.due, (due, next(watches.order), handle))
+    loop_task("credential-watch", _check_due)
     return handle
 
 
-async def _check_due(watches: _Watches) -> None:
-    """Check each watched credential when due, until nothing is watched."""
-    loop = watches.loop
+async def _check_due() -> None:
+    """Check each watched credential of this loop when due, until nothing is watched."""
+    watches = process.credential_watches
+    loop = asyncio.get_running_loop()
     while watches.due:
         # At most a second asleep: a watch added meanwhile may be due sooner (a shorter setting).
         await asyncio.sleep(min(1.0, max(0.0, watches.due[0][0] - loop.time())))
@@ -201,14 +201,11 @@ async def _check_due(watches: _Watches) -> None:
                 watches.cancelled = max(0, watches.cancelled - 1)
                 continue
             if code is None:
-                entry = (loop.time() + settings.REALTIME_REVALIDATE_SECONDS, next(_order), handle)
+                entry = (loop.time() + settings.REALTIME_REVALIDATE_SECONDS, next(watches.order), handle)
                 heapq.heappush(watches.due, entry)
             else:
                 with contextlib.suppress(Exception):  # a connection already gone
                     await handle.end(code)
-
-
-_rechecks: set[asyncio.Task] = set()
 
 
 def spawn_recheck(credential: Credential, end: Callable[[int], Awaitable[None]]) -> None:
@@ -219,6 +216,4 @@ def spawn_recheck(credential: Credential, end: Callable[[int], Awaitable[None]])
         if code is not None:
             await end(code)
 
-    task = asyncio.get_running_loop().create_task(run(), name="realtime-credential-recheck")
-    _rechecks.add(task)  # keep a reference until done (asyncio holds tasks weakly)
-    task.add_done_callback(_rechecks.discard)
+    spawn(run(), name="realtime-credential-recheck")

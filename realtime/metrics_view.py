@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
@@ -25,13 +26,23 @@ from prometheus_client.exposition import choose_encoder
 from . import metrics as core_metrics
 from . import topics
 from .http import json_error
+from .process import process
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_ALLOWED = "127.0.0.1,::1"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-_prepared = False
+
+
+@dataclass
+class _Scrapes:
+    """This process's side of the scrapes."""
+
+    prepared: bool = False  # the usual series created at zero
+
+
+process.declare("metrics_view", _Scrapes)
 
 
 @functools.lru_cache(maxsize=8)
@@ -72,10 +83,10 @@ async def metrics(request: HttpRequest) -> HttpResponse:
         response = json_error("method_not_allowed", "Use GET.", 405)
         response["Allow"] = "GET, HEAD"
         return response
-    global _prepared
-    if not _prepared:  # once the apps' topics are loaded: their series start at zero
+    scrapes = process.metrics_view
+    if not scrapes.prepared:  # once the apps' topics are loaded: their series start at zero
         core_metrics.prepare(topics.kinds())
-        _prepared = True
+        scrapes.prepared = True
     # prometheus_client's own negotiation: the text format (0.0.4) unless the scraper asks for
     # OpenMetrics or text 1.0.0 in its Accept header.
     encode, content_type = choose_encoder(request.headers.get("Accept", ""))

@@ -1,25 +1,54 @@
 """Per-user rate limits, keyed by what is limited (a topic's group).
 
 WebSocket frames and HTTP posts count together. Each check records the hit
-in the same atomic step (realtime.limits): with ``REDIS_URL`` one Lua script
-on a sorted set shared by every server process, one round trip per check;
-without it an in-process sliding log that no cache eviction can reset.
-Concurrent posts, in one process or many, never pass the limit.
+in the same atomic step, so concurrent posts, in one process or many, never
+pass the limit:
+
+* with ``REDIS_URL``, a sliding log per (user, key) in a sorted set shared
+  by every server process, checked and recorded by one Lua script
+  (realtime.redis_store), one round trip per check;
+* without it one process serves everything and :class:`LocalLog` keeps the
+  sliding logs in its memory: no eviction can reset a window (as Django's
+  ``LocMemCache`` does past 300 keys), and expired windows are dropped, so
+  memory follows recent activity.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import re
+import threading
+import time
+from collections import deque
 from dataclasses import dataclass
 
 from django.conf import settings
 
-from . import limits, metrics
+from . import metrics, redis_store, registry
+from .process import process
 from .services import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
+
+# KEYS: the log. ARGV: window (µs), limit, a unique member. Returns 1 (recorded) or 0 (over).
+_RATE = redis_store.Script("""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local window = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1)
+return 1
+""")
+
+# Unique members of this process's hits. Never reset with the process state: a
+# member used again would overwrite an earlier hit still in a window in Redis.
+_members = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -48,16 +77,90 @@ async def allow(*, user_id: int, key: str, rate: str | None = None) -> bool:
     (logged): losing the flood guard for a moment beats refusing every message.
     """
     limit = parse_rate(rate or settings.REALTIME_RATE_LIMIT)
-    if not limits.shared():
-        allowed = limits.local_log.hit(f"{user_id}:{key}", limit.count, limit.seconds)
+    if not redis_store.shared():
+        allowed = process.rate_log.hit(f"{user_id}:{key}", limit.count, limit.seconds)
     else:
         try:
-            allowed = await limits.rate_hit(
-                user_id=user_id, key=key, count=limit.count, seconds=limit.seconds
-            )
+            allowed = await rate_hit(user_id=user_id, key=key, count=limit.count, seconds=limit.seconds)
         except REDIS_ERRORS as exc:
             logger.warning("rate-limit store unavailable, message allowed: %s", exc)
             return True
     if not allowed:
         metrics.rate_limited(key)
     return allowed
+
+
+def rate_key(user_id: int, key: str) -> str:
+    """Return the Redis key of a user's sliding log on ``key``."""
+    return f"realtime:rate:{user_id}:{key}"
+
+
+async def rate_hit(*, user_id: int, key: str, count: int, seconds: float) -> bool:
+    """Record one hit unless ``count`` were recorded within ``seconds``; return whether recorded.
+
+    One round trip. Raises REDIS_ERRORS while Redis is down.
+    """
+    member = f"{registry.PROCESS_ID}:{next(_members)}"
+    window = round(seconds * 1_000_000)
+    return bool(await _RATE(keys=[rate_key(user_id, key)], args=[window, count, member]))
+
+
+@dataclass(eq=False)
+class _Log:
+    stamps: deque[float]
+    seconds: float
+
+
+class LocalLog:
+    """Sliding logs in this process's memory: at most ``count`` hits per key within ``seconds``.
+
+    Check and record happen under one lock, so concurrent callers (tasks or
+    threads) cannot all pass one check. A log is never evicted while it can
+    still refuse a hit; logs whose last hit is older than their window are
+    dropped by a sweep every :attr:`SWEEP_SECONDS` (linear in the logs kept),
+    so memory is bounded by the keys hit within a window and a sweep.
+    """
+
+    SWEEP_SECONDS = 10.0
+
+    def __init__(self, clock=time.monotonic) -> None:
+        self._clock = clock
+        self._logs: dict[str, _Log] = {}
+        self._lock = threading.Lock()
+        self._next_sweep = float("-inf")
+
+    def __len__(self) -> int:
+        return len(self._logs)
+
+    def hit(self, key: str, count: int, seconds: float) -> bool:
+        """Record a hit on ``key`` unless ``count`` were within ``seconds``; return whether recorded."""
+        with self._lock:
+            now = self._clock()
+            if now >= self._next_sweep:
+                self._sweep(now)
+            log = self._logs.get(key)
+            if log is None:
+                log = self._logs[key] = _Log(deque(), seconds)
+            log.seconds = seconds
+            stamps, cutoff = log.stamps, now - seconds
+            while stamps and stamps[0] <= cutoff:
+                stamps.popleft()
+            if len(stamps) >= count:
+                return False
+            stamps.append(now)
+            return True
+
+    def clear(self) -> None:
+        """Forget every log."""
+        with self._lock:
+            self._logs.clear()
+
+    def _sweep(self, now: float) -> None:
+        self._logs = {
+            key: log for key, log in self._logs.items() if log.stamps and log.stamps[-1] > now - log.seconds
+        }
+        self._next_sweep = now + self.SWEEP_SECONDS
+
+
+# The rate log of this process (without Redis).
+process.declare("rate_log", LocalLog)

@@ -17,39 +17,51 @@ import os
 import signal
 import threading
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from .process import process
 
 logger = logging.getLogger(__name__)
 
 GRACE_SECONDS = 0.5
 
 Closer = Callable[[], Awaitable[None]]
-_closers: set[Closer] = set()
-_installed_on: asyncio.AbstractEventLoop | None = None
-_draining = False
-_handover: asyncio.TimerHandle | None = None  # the pending hand-over to the server's handler
+
+
+@dataclass
+class _Shutdown:
+    """What this process closes on SIGTERM, and how far it got."""
+
+    closers: set[Closer] = field(default_factory=set)
+    installed_on: asyncio.AbstractEventLoop | None = None  # the loop our SIGTERM handler serves
+    draining: bool = False
+    handover: asyncio.TimerHandle | None = None  # the pending hand-over to the server's handler
+
+
+process.declare("shutdown", _Shutdown)
 
 
 def draining() -> bool:
     """Return whether this process is stopping (new live connections are refused)."""
-    return _draining
+    return process.shutdown.draining
 
 
 def register(closer: Closer) -> None:
     """Ask for ``closer()`` to be awaited when the process is told to stop."""
     _install()
-    _closers.add(closer)
+    process.shutdown.closers.add(closer)
 
 
 def unregister(closer: Closer) -> None:
     """Forget a closer (its connection ended)."""
-    _closers.discard(closer)
+    process.shutdown.closers.discard(closer)
 
 
 def _install() -> None:
     """Chain our SIGTERM handler in front of the server's, once per event loop."""
-    global _installed_on
     loop = asyncio.get_running_loop()
-    if _installed_on is loop or threading.current_thread() is not threading.main_thread():
+    state = process.shutdown
+    if state.installed_on is loop or threading.current_thread() is not threading.main_thread():
         return
     previous = signal.getsignal(signal.SIGTERM)
     if getattr(previous, "_realtime_drain", False):
@@ -61,22 +73,23 @@ def _install() -> None:
     on_sigterm._realtime_drain = True
     on_sigterm._previous = previous
     signal.signal(signal.SIGTERM, on_sigterm)
-    _installed_on = loop
+    state.installed_on = loop
 
 
 def _drain(loop: asyncio.AbstractEventLoop, previous, signum, frame) -> None:
     """Close every live connection, then let the server handle the signal."""
-    global _draining, _handover
-    if _handover is not None:
+    state = process.shutdown
+    if state.handover is not None:
         # A later SIGTERM goes to the server's handler now (uvicorn: force exit), not to a second drain.
-        _handover.cancel()
+        state.handover.cancel()
         _hand_over(previous, signum, frame)
         return
-    _draining = True
-    logger.info("SIGTERM: closing live connections with 1012, stopping background jobs (%d)", len(_closers))
-    for closer in list(_closers):
+    state.draining = True
+    closers = state.closers
+    logger.info("SIGTERM: closing live connections with 1012, stopping background jobs (%d)", len(closers))
+    for closer in list(closers):
         loop.create_task(_close_quietly(closer))
-    _handover = loop.call_later(GRACE_SECONDS, _hand_over, previous, signum, frame)
+    state.handover = loop.call_later(GRACE_SECONDS, _hand_over, previous, signum, frame)
 
 
 async def _close_quietly(closer: Closer) -> None:

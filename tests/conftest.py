@@ -20,19 +20,19 @@ import pytest
 import redis
 from channels.layers import get_channel_layer
 
-from realtime import presence
+from realtime.process import process
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
 async def _fresh_realtime_state():
-    """Flush the channel layer and forget presence after each test (as channels' own suite does)."""
+    """Flush the channel layer and reset the process state after each test (as Channels' suite does)."""
     yield
     layer = get_channel_layer()
     if hasattr(layer, "flush"):
         await layer.flush()
-    presence.reset()
+    process.reset()
 
 
 @pytest.fixture(autouse=True)

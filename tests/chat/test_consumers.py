@@ -14,7 +14,7 @@ from chat import events as chat_events
 from chat.models import Message, Room
 from chat.topic import RoomTopic
 from project.asgi import application
-from realtime import events, presence
+from realtime import events, presence, registry
 from tests.asgi import joined, make_user, session_cookie, ws
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -196,7 +196,7 @@ async def test_connections_over_the_per_user_limit_are_refused():
 
 
 async def test_presence_diff_reports_joins_and_leaves_but_not_second_tabs(monkeypatch):
-    monkeypatch.setattr(presence, "TICK_SECONDS", 0.05)
+    monkeypatch.setattr(registry, "TICK_SECONDS", 0.05)
     alice, bob = await make_user("alice"), await make_user("bob")
     async with joined(ROOM, user=alice) as a:
         async with joined(ROOM, user=bob):
@@ -208,7 +208,7 @@ async def test_presence_diff_reports_joins_and_leaves_but_not_second_tabs(monkey
 
 
 async def test_presence_changes_are_coalesced(monkeypatch):
-    monkeypatch.setattr(presence, "TICK_SECONDS", 0.3)
+    monkeypatch.setattr(registry, "TICK_SECONDS", 0.3)
     alice = await make_user("alice")
     others = [await make_user(f"user{n}") for n in range(3)]
     async with joined(ROOM, user=alice) as a:
@@ -319,7 +319,7 @@ async def test_events_reach_sockets_without_a_task_per_delivery(monkeypatch):
 
 
 async def test_a_burst_of_joiners_shares_one_presence_encoding_that_lists_each(monkeypatch):
-    monkeypatch.setattr(presence, "TICK_SECONDS", 0.3)
+    monkeypatch.setattr(registry, "TICK_SECONDS", 0.3)
     monkeypatch.setattr(presence, "BATCH_COST_FACTOR", 10_000)  # joins soon after an encoding wait
     encoded = []
     encode = events.encode

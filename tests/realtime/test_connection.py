@@ -18,7 +18,8 @@ from django.test import override_settings
 from prometheus_client import REGISTRY
 
 import realtime.asgi
-from realtime import background, connection, presence, publish, shutdown
+from realtime import background, connection, publish
+from realtime.process import process
 from tests.asgi import http, http_scope, make_user, session_cookie, sse_stream, ws
 from tests.realtime.echo import LOG, EchoTopic, said
 
@@ -46,10 +47,10 @@ def held_by(user) -> dict:
     """Return what the process holds for ``user``: slots, live connections, presence, memberships."""
     layer = get_channel_layer()
     return {
-        "slots": presence._state.user_connections.get(user.pk, 0),
+        "slots": process.slots.user_connections.get(user.pk, 0),
         "live": connection.live_connections(),
-        "online": dict(presence._state.topics.get(EchoTopic("a").group).online)
-        if EchoTopic("a").group in presence._state.topics
+        "online": dict(process.presence.topics.get(EchoTopic("a").group).online)
+        if EchoTopic("a").group in process.presence.topics
         else {},
         "members": sum(len(members) for members in layer.groups.values()),
     }
@@ -122,7 +123,7 @@ async def test_a_frame_handler_that_fails_closes_1011_and_releases_everything(ap
     assert await comm.receive_output(timeout=1) == {"type": "websocket.close", "code": 1011}
     assert await settled(alice) == NOTHING
     assert not [
-        c for c in shutdown._closers if isinstance(getattr(c, "__self__", None), connection.Connection)
+        c for c in process.shutdown.closers if isinstance(getattr(c, "__self__", None), connection.Connection)
     ]
 
 

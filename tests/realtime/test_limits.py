@@ -23,8 +23,9 @@ from django.db import OperationalError
 from chat import service
 from chat.models import Message, Room
 from chat.topic import RoomTopic
-from realtime import limits, presence, rate_allow
+from realtime import rate_allow, ratelimit, redis_store, registry, slots
 from realtime.models import ApiToken
+from realtime.process import process
 from tests.asgi import http, make_user
 from tests.conftest import flushed_redis, free_port, make_live_server
 from tests.sse_client import login
@@ -49,8 +50,8 @@ async def shared(settings, scratch_redis):
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
     }
     yield scratch_redis
-    presence.reset()
-    await limits.close()
+    await redis_store.close()
+    process.reset()
 
 
 async def token_client(user):
@@ -93,7 +94,7 @@ async def test_concurrent_hits_over_redis_count_exactly_and_slide(shared):
     # Refused hits are not recorded: once the window slid past the 20, the user may post again.
     await asyncio.sleep(2.1)
     assert await rate_allow(user_id=1, key="k", rate="20/2s")
-    assert 0 < shared.pttl(limits.rate_key(1, "k")) <= 2001, "a log expires with its window"
+    assert 0 < shared.pttl(ratelimit.rate_key(1, "k")) <= 2001, "a log expires with its window"
 
 
 async def test_rate_limit_fails_open_while_redis_is_down(settings, caplog):
@@ -101,7 +102,7 @@ async def test_rate_limit_fails_open_while_redis_is_down(settings, caplog):
     with caplog.at_level(logging.WARNING, logger="realtime.ratelimit"):
         assert all([await rate_allow(user_id=1, key="k", rate="1/10s") for _ in range(3)])
     assert "message allowed" in caplog.text
-    await limits.close()
+    await redis_store.close()
 
 
 # -- rate limit without Redis: the in-process log ---------------------------------
@@ -128,7 +129,7 @@ async def test_posts_to_many_other_rooms_do_not_reset_a_window(settings):
 
 def test_local_log_drops_expired_windows_and_keeps_live_ones():
     now = [0.0]
-    log = limits.LocalLog(clock=lambda: now[0])
+    log = ratelimit.LocalLog(clock=lambda: now[0])
     for n in range(10_000):
         assert log.hit(f"k{n}", 2, 10)
     assert log.hit("live", 1, 1000)
@@ -141,7 +142,7 @@ def test_local_log_drops_expired_windows_and_keeps_live_ones():
 
 def test_local_log_slides_and_counts_refusals_as_nothing():
     now = [0.0]
-    log = limits.LocalLog(clock=lambda: now[0])
+    log = ratelimit.LocalLog(clock=lambda: now[0])
     assert [log.hit("k", 3, 10) for _ in range(4)] == [True, True, True, False]
     now[0] = 9.9
     assert not log.hit("k", 3, 10)
@@ -161,72 +162,72 @@ async def test_typing_rate_keeps_its_own_setting(settings):
 
 async def test_concurrent_admissions_take_exactly_the_limit(shared, monkeypatch):
     # Two processes' worth of handshakes: this process, and another one alive in the registry.
-    results = await asyncio.gather(*(presence.admit(user_id=1, limit=20) for _ in range(15)))
-    monkeypatch.setattr(limits, "PROCESS_ID", "other")
-    results += await asyncio.gather(*(limits.slot_take(user_id=1, limit=20) for _ in range(15)))
+    results = await asyncio.gather(*(slots.admit(user_id=1, limit=20) for _ in range(15)))
+    monkeypatch.setattr(registry, "PROCESS_ID", "other")
+    results += await asyncio.gather(*(slots.slot_take(user_id=1, limit=20) for _ in range(15)))
     monkeypatch.undo()
     admitted = [r if isinstance(r, bool) else r[0] for r in results]
     assert admitted.count(True) == 20
-    slots = {k.decode(): int(v) for k, v in shared.hgetall(limits.slots_key(1)).items()}
-    assert slots == {limits.PROCESS_ID: 15, "other": 5}
+    held = {k.decode(): int(v) for k, v in shared.hgetall(slots.slots_key(1)).items()}
+    assert held == {registry.PROCESS_ID: 15, "other": 5}
 
     for _ in range(15):
-        presence.release(user_id=1)
+        slots.release(user_id=1)
     async with asyncio.timeout(5):
-        while shared.hget(limits.slots_key(1), limits.PROCESS_ID) is not None:
+        while shared.hget(slots.slots_key(1), registry.PROCESS_ID) is not None:
             await asyncio.sleep(0.01)
-    assert presence.local_connections() == 0
-    assert sum([await presence.admit(user_id=1, limit=20) for _ in range(16)]) == 15
+    assert slots.local_connections() == 0
+    assert sum([await slots.admit(user_id=1, limit=20) for _ in range(16)]) == 15
 
 
 async def test_a_dead_processs_slots_come_back(shared):
     # A process that held 20 slots stopped renewing its registry entry (crashed).
-    shared.hset(limits.slots_key(1), "dead", 20)
-    shared.zadd(limits.REGISTRY_KEY, {"dead": 1.0})  # expired long ago
-    assert await presence.admit(user_id=1, limit=20)
-    assert shared.hget(limits.slots_key(1), "dead") is None
+    shared.hset(slots.slots_key(1), "dead", 20)
+    shared.zadd(registry.REGISTRY_KEY, {"dead": 1.0})  # expired long ago
+    assert await slots.admit(user_id=1, limit=20)
+    assert shared.hget(slots.slots_key(1), "dead") is None
 
 
 async def test_slots_are_restored_after_redis_loses_them(shared):
     for _ in range(3):
-        assert await presence.admit(user_id=1, limit=20)
+        assert await slots.admit(user_id=1, limit=20)
     shared.flushdb()  # Redis restarted empty
-    await presence._publish()  # the next heartbeat finds this process gone, and puts its slots back
-    assert shared.hget(limits.slots_key(1), limits.PROCESS_ID) == b"3"
-    assert shared.zscore(limits.REGISTRY_KEY, limits.PROCESS_ID) is not None
+    await registry._publish()  # the next heartbeat finds this process gone, and puts its slots back
+    assert shared.hget(slots.slots_key(1), registry.PROCESS_ID) == b"3"
+    assert shared.zscore(registry.REGISTRY_KEY, registry.PROCESS_ID) is not None
 
 
 async def test_admission_counts_this_process_only_while_redis_is_down(settings, caplog):
     settings.REDIS_URL = NOBODY_LISTENS
-    with caplog.at_level(logging.WARNING, logger="realtime.presence"):
-        assert [await presence.admit(user_id=1, limit=2) for _ in range(3)] == [True, True, False]
+    with caplog.at_level(logging.WARNING, logger="realtime.slots"):
+        assert [await slots.admit(user_id=1, limit=2) for _ in range(3)] == [True, True, False]
     assert "counting this process's only" in caplog.text
-    presence.release(user_id=1)
-    assert await presence.admit(user_id=1, limit=2)
-    presence.reset()
-    await limits.close()
+    slots.release(user_id=1)
+    assert await slots.admit(user_id=1, limit=2)
+    await redis_store.close()
+    process.reset()
 
 
 async def test_processes_registering_together_all_stay_listed(shared):
     pids = [f"p{n}" for n in range(40)]
     snapshot = {"topics": {"room.x": ["alice"]}}
     for _ in range(3):  # every heartbeat of each, all at the same moment
-        await asyncio.gather(*(limits.heartbeat(snapshot, process_id=pid) for pid in pids))
-        assert {m.decode() for m in shared.zrange(limits.REGISTRY_KEY, 0, -1)} == set(pids)
-    others = await limits.others(process_id="p0")
+        await asyncio.gather(*(registry.heartbeat(snapshot, process_id=pid) for pid in pids))
+        assert {m.decode() for m in shared.zrange(registry.REGISTRY_KEY, 0, -1)} == set(pids)
+    others = await registry.others(process_id="p0")
     assert set(others) == set(pids) - {"p0"}
     assert json.loads(others["p1"]) == snapshot
 
 
 async def test_an_expired_process_leaves_the_registry(shared, settings):
     settings.REALTIME_PRESENCE_TTL = 1
-    await limits.heartbeat({"topics": {}}, process_id="short-lived")
-    await limits.heartbeat({"topics": {}}, process_id="alive")
-    assert "short-lived" in await limits.others(process_id="alive")
+    await registry.heartbeat({"topics": {}}, process_id="short-lived")
+    await registry.heartbeat({"topics": {}}, process_id="alive")
+    assert "short-lived" in await registry.others(process_id="alive")
     await asyncio.sleep(1.2)
-    await limits.heartbeat({"topics": {}}, process_id="alive")
-    assert await limits.others(process_id="alive") == {}
-    assert shared.zscore(limits.REGISTRY_KEY, "short-lived") is None, "pruned by score"
+    await registry.heartbeat({"topics": {}}, process_id="alive")
+    assert await registry.others(process_id="alive") == {}
+    assert shared.zscore(registry.REGISTRY_KEY, "short-lived") is None, "pruned by score"
 
 
 # -- a bad row in a batch -------------------------------------------------------------------
@@ -441,7 +442,7 @@ async def test_processes_starting_together_both_list_each_others_users(tmp_path)
     a, b = start_servers(tmp_path, SERVERS_REDIS_URL)
     await start_both(a, b)
     room = f"limits-{uuid.uuid4().hex[:8]}"
-    registry = redis.Redis.from_url(SERVERS_REDIS_URL)
+    store = redis.Redis.from_url(SERVERS_REDIS_URL)
     try:
         async with login(a.url, "alice") as alice, login(b.url, "bob") as bob:
             # Each process registers on its first connection: both at the same moment.
@@ -451,11 +452,11 @@ async def test_processes_starting_together_both_list_each_others_users(tmp_path)
                 return (await client.get(f"{server.url}/api/rooms/{room}/presence")).json()["users"]
 
             async with asyncio.timeout(5):
-                while registry.zcard(limits.REGISTRY_KEY) < 2:
+                while store.zcard(registry.REGISTRY_KEY) < 2:
                     await asyncio.sleep(0.05)
             agreed = None
             for _ in range(30):  # 3 s: both stay listed, and both processes soon agree
-                assert registry.zcard(limits.REGISTRY_KEY) == 2
+                assert store.zcard(registry.REGISTRY_KEY) == 2
                 views = (await presence_on(a, alice), await presence_on(b, bob))
                 if views == (["alice", "bob"], ["alice", "bob"]):
                     agreed = agreed or views

@@ -9,6 +9,7 @@ import signal
 import pytest
 
 from realtime import shutdown
+from realtime.process import process
 
 
 @pytest.fixture
@@ -18,8 +19,7 @@ def server_handler():
     before = signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(signum))
     yield calls
     signal.signal(signal.SIGTERM, before)
-    shutdown._installed_on, shutdown._draining, shutdown._handover = None, False, None
-    shutdown._closers.clear()
+    process.reset()
 
 
 async def wait_for(check, timeout=2.0):
