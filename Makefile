@@ -57,15 +57,23 @@ run: migrate
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
-## run-cluster: two uvicorn processes on PORT and PORT+1 sharing REDIS_URL (and DATABASE_URL)
-run-cluster: migrate
+## run-cluster: the production way, twice: `make serve`'s guards and flags, two uvicorn processes on
+## PORT and PORT+1 sharing REDIS_URL (and DATABASE_URL). No demo users; DEBUG off unless set;
+## DJANGO_SECRET_KEY required (every process of the cluster must sign with the same key).
+run-cluster: setup
 	@test -n "$$REDIS_URL" || { echo "make run-cluster: set REDIS_URL (e.g. redis://127.0.0.1:6379/0);" \
 		"processes share events, presence and rate limits through it. Set DATABASE_URL for PostgreSQL." >&2; exit 1; }
-	$(BIN)/python manage.py seed_demo
-	@echo "Serving http://127.0.0.1:$(PORT) and http://127.0.0.1:$$(($(PORT)+1)) as one app; Ctrl-C stops both."
+	@test -n "$$DJANGO_SECRET_KEY" || { echo "make run-cluster: set DJANGO_SECRET_KEY to a long random value," \
+		"the same for every process and host of the cluster (sessions signed by one are read by the others):" \
+		"python3 -c 'import secrets; print(secrets.token_urlsafe(50))' prints one." \
+		"For a development server with demo users, use make run." >&2; exit 1; }
+	export DJANGO_DEBUG=$${DJANGO_DEBUG:-0}; \
+	$(BIN)/python manage.py migrate --noinput -v0 && \
+	$(BIN)/python manage.py collectstatic --noinput -v0 || exit 1; \
+	echo "Serving http://$${HOST:-127.0.0.1}:$(PORT) and http://$${HOST:-127.0.0.1}:$$(($(PORT)+1)) as one app; Ctrl-C stops both."; \
 	trap 'kill 0' INT TERM; $(PROXY_ARGS); \
-	$(BIN)/uvicorn project.asgi:application --port $(PORT) $(UVICORN_FLAGS) "$$@" & \
-	$(BIN)/uvicorn project.asgi:application --port $$(($(PORT)+1)) $(UVICORN_FLAGS) "$$@" & \
+	$(BIN)/uvicorn project.asgi:application --host $${HOST:-127.0.0.1} --port $(PORT) $(UVICORN_FLAGS) "$$@" & \
+	$(BIN)/uvicorn project.asgi:application --host $${HOST:-127.0.0.1} --port $$(($(PORT)+1)) $(UVICORN_FLAGS) "$$@" & \
 	wait
 
 ## serve: the production way: DEBUG off unless set, uvicorn, static files by WhiteNoise

@@ -60,7 +60,10 @@ if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
     SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "3600"))
 
 INSTALLED_APPS = [
-    # Daphne first: its runserver replaces Django's (Daphne's check E001).
+    # The core first: its runserver (Daphne's, with a graceful SIGTERM under the
+    # autoreloader) replaces Daphne's, which replaces Django's; Daphne before
+    # staticfiles (Daphne's check E001).
+    "realtime",
     "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
@@ -69,8 +72,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
-    # The core, then the apps built on it (each imports realtime, never the reverse).
-    "realtime",
+    # The apps built on the core (each imports realtime, never the reverse).
     "uploads",
     "chat",
     "ticker",

@@ -6,12 +6,18 @@ on open SSE streams. Here SIGTERM first tells every live connection of this
 process to end (WebSockets close with 1012 "service restart", SSE streams
 finish), then hands the signal to the server's own handler after a short
 grace, so clients reconnect and resume from their last id.
+
+A server that runs off the main thread (Daphne under runserver's
+autoreloader) cannot have a signal handler of ours: the main thread's owner
+catches SIGTERM and calls :func:`drain` with what stops the server
+(realtime/management/commands/runserver.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -57,39 +63,51 @@ def unregister(closer: Closer) -> None:
     process.shutdown.closers.discard(closer)
 
 
+def drain(then: Callable[[], None]) -> None:
+    """Close every live connection, then call ``then()`` (which stops the server); any thread."""
+    loop = process.shutdown.installed_on
+    if loop is None or loop.is_closed():
+        then()  # nothing was ever served: nothing to close
+    else:
+        loop.call_soon_threadsafe(_drain, loop, then)
+
+
 def _install() -> None:
     """Chain our SIGTERM handler in front of the server's, once per event loop."""
     loop = asyncio.get_running_loop()
     state = process.shutdown
-    if state.installed_on is loop or threading.current_thread() is not threading.main_thread():
+    if state.installed_on is loop:
+        return
+    state.installed_on = loop  # what drain() schedules on
+    # signal.signal() works on the main thread only; off it, SIGTERM comes through drain().
+    if threading.current_thread() is not threading.main_thread():
         return
     previous = signal.getsignal(signal.SIGTERM)
     if getattr(previous, "_realtime_drain", False):
         previous = previous._previous
 
     def on_sigterm(signum, frame) -> None:
-        loop.call_soon_threadsafe(_drain, loop, previous, signum, frame)
+        loop.call_soon_threadsafe(_drain, loop, functools.partial(_hand_over, previous, signum, frame))
 
     on_sigterm._realtime_drain = True
     on_sigterm._previous = previous
     signal.signal(signal.SIGTERM, on_sigterm)
-    state.installed_on = loop
 
 
-def _drain(loop: asyncio.AbstractEventLoop, previous, signum, frame) -> None:
-    """Close every live connection, then let the server handle the signal."""
+def _drain(loop: asyncio.AbstractEventLoop, then: Callable[[], None]) -> None:
+    """Close every live connection, then (after the grace period) call ``then``."""
     state = process.shutdown
     if state.handover is not None:
         # A later SIGTERM goes to the server's handler now (uvicorn: force exit), not to a second drain.
         state.handover.cancel()
-        _hand_over(previous, signum, frame)
+        then()
         return
     state.draining = True
     closers = state.closers
     logger.info("SIGTERM: closing live connections with 1012, stopping background jobs (%d)", len(closers))
     for closer in list(closers):
         loop.create_task(_close_quietly(closer))
-    state.handover = loop.call_later(GRACE_SECONDS, _hand_over, previous, signum, frame)
+    state.handover = loop.call_later(GRACE_SECONDS, then)
 
 
 async def _close_quietly(closer: Closer) -> None:

@@ -97,11 +97,15 @@ class LiveServer:
         """Return the command that serves the app (Daphne; a subclass may run another server)."""
         return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), *self.extra_args]
 
+    def arguments(self) -> list[str]:
+        """Return the whole command line: the server's command and the application it serves."""
+        return [*self.command(), "project.asgi:application"]
+
     def start(self) -> None:
         """Start the server and wait until /healthz answers."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the server
         self.process = subprocess.Popen(
-            [*self.command(), "project.asgi:application"],
+            self.arguments(),
             cwd=ROOT,
             env=self.env,
             stdout=log,

@@ -7,15 +7,13 @@ import random
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.cache import cache
 
 from realtime import publish
 
-from .topic import SNAPSHOT_KEY, TickerTopic, latest, snapshot
+from .topic import TickerTopic, advance, latest, snapshot
 
 CENT = Decimal("0.01")
 STEP = 0.01  # the largest move per tick, as a fraction of the price
-CLAIM_SECONDS = 60  # how long a seq's claim lives: far longer than a feed takes to take over
 
 
 def step(previous: dict) -> dict:
@@ -30,15 +28,24 @@ def step(previous: dict) -> dict:
 
 async def run() -> None:
     """Run the feed (an exclusive background job: one process of the cluster at a time)."""
-    current = await latest()  # a process taking over goes on from the last seq
+    current = await latest()  # a process taking over, or started again, goes on from the stored seq
     while True:
         await asyncio.sleep(settings.TICKER_INTERVAL)
-        current = step(current)
-        # A leader that lost its lock runs on until it notices; the first feed to claim a
-        # seq (an atomic add) publishes it, the other goes on from the latest snapshot.
-        if not await cache.aadd(f"{SNAPSHOT_KEY}:seq:{current['seq']}", 1, timeout=CLAIM_SECONDS):
+        following = step(current)
+        # Shielded: SIGTERM cancelling the feed between storing a tick and publishing it would leave
+        # the clients of the other processes a gap.
+        if await asyncio.shield(store_and_publish(current, following)):
+            current = following
+        else:
+            # A leader that lost its lock runs on until it notices: the other feed stored this seq
+            # (or a later one) first, so this one goes on from the stored snapshot.
             current = await latest()
-            continue
-        # Stored first: a client that connects now reads it, and skips it when it arrives live.
-        await cache.aset(SNAPSHOT_KEY, current, timeout=None)
-        await publish(TickerTopic(), current)
+
+
+async def store_and_publish(current: dict, following: dict) -> bool:
+    """Store ``following`` if ``current`` is still the latest, then publish it; return whether it was."""
+    if not await advance(current, following):
+        return False
+    # Stored first: a client that connects now reads it, and skips it when it arrives live.
+    await publish(TickerTopic(), following)
+    return True

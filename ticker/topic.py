@@ -1,20 +1,24 @@
-"""The ticker's topic and its state: the latest snapshot of prices, kept in the cache.
+"""The ticker's topic and its state: the latest snapshot of prices, kept in the database.
 
 Prices are state, not a log: whoever reads them (``GET /api/ticker``, a new
-WebSocket or SSE stream) gets the latest snapshot. Django's cache holds it:
-this process's memory by default; with ``REDIS_URL``, Redis, where the one
-feed of the cluster (ticker.feed) writes it and every process reads it.
+WebSocket or SSE stream) gets the latest snapshot. One database row holds
+it (ticker.models.Snapshot), so every process of a cluster reads what the
+one feed wrote, and a restart, with or without Redis, goes on from its seq.
+The feed moves it on with a compare-and-set (:func:`advance`): of two feeds
+running at once, only one stores each seq, and none stores an older one.
 """
 
 from __future__ import annotations
 
-from django.core.cache import cache
+from django.db import IntegrityError
 from django.utils import timezone
 
-from realtime import Opening, Topic, user_public
+from realtime import Opening, Topic, db_call, user_public
+
+from .models import Snapshot
 
 SYMBOLS = ["ACME", "GLOBEX", "INITECH", "UMBRELLA", "WAYNE", "STARK"]
-SNAPSHOT_KEY = "ticker:snapshot"
+ROW = 1  # the primary key of the one row
 
 
 def snapshot(seq: int, prices: dict[str, dict[str, str]]) -> dict:
@@ -22,14 +26,24 @@ def snapshot(seq: int, prices: dict[str, dict[str, str]]) -> dict:
     return {"type": "prices", "seq": seq, "prices": prices, "at": timezone.now().isoformat()}
 
 
-async def latest() -> dict:
+@db_call
+def latest() -> dict:
     """Return the latest snapshot; before the feed's first tick, every symbol at 100.00 (seq 0)."""
-    current = await cache.aget(SNAPSHOT_KEY)
-    if current is None:
-        first = snapshot(0, {s: {"price": "100.00", "change": "0.00"} for s in SYMBOLS})
-        await cache.aadd(SNAPSHOT_KEY, first, timeout=None)  # atomic: one first snapshot
-        current = await cache.aget(SNAPSHOT_KEY)
-    return current
+    if (event := Snapshot.objects.filter(pk=ROW).values_list("event", flat=True).first()) is not None:
+        return event
+    first = snapshot(0, {s: {"price": "100.00", "change": "0.00"} for s in SYMBOLS})
+    try:
+        Snapshot.objects.create(pk=ROW, seq=0, event=first)
+    except IntegrityError:  # another process stored the first one
+        return Snapshot.objects.values_list("event", flat=True).get(pk=ROW)
+    return first
+
+
+@db_call
+def advance(previous: dict, following: dict) -> bool:
+    """Store ``following`` if ``previous`` is still the latest; return whether it was stored."""
+    stored = Snapshot.objects.filter(pk=ROW, seq=previous["seq"])
+    return stored.update(seq=following["seq"], event=following) == 1
 
 
 class TickerTopic(Topic):

@@ -53,3 +53,24 @@ async def test_a_second_sigterm_goes_to_the_server_at_once_without_a_second_drai
     await wait_for(lambda: server_handler, timeout=shutdown.GRACE_SECONDS / 2)
     await asyncio.sleep(shutdown.GRACE_SECONDS + 0.3)  # the first grace period's hand-over was cancelled
     assert drained == [True] and server_handler == [signal.SIGTERM]
+
+
+async def test_drain_from_another_thread_closes_connections_then_calls_what_stops_the_server(server_handler):
+    # runserver's autoreloader: the server's loop runs off the main thread, whose owner calls drain().
+    closed, stopped = [], []
+
+    async def closer():
+        closed.append(True)
+
+    shutdown.register(closer)
+    await asyncio.to_thread(shutdown.drain, lambda: stopped.append(True))
+    await wait_for(lambda: stopped, timeout=shutdown.GRACE_SECONDS + 2)
+    assert closed == [True] and shutdown.draining()
+    assert server_handler == []  # the signal handler of the server was not involved
+
+
+def test_drain_with_nothing_ever_served_stops_the_server_at_once():
+    process.shutdown.installed_on = None  # no connection, no job: no loop known
+    stopped = []
+    shutdown.drain(lambda: stopped.append(True))
+    assert stopped == [True]

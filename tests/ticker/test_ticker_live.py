@@ -239,7 +239,22 @@ async def test_one_feed_publishes_at_a_time_across_two_processes(ticker_cluster)
 
 
 async def leader_of(servers: tuple[LiveServer, LiveServer], watchers: tuple[Watcher, Watcher]) -> int:
-    """Return the index of the process whose feed publishes: pause A briefly and see if B's ticks stop."""
+    """Return the index of the process whose feed publishes: pause A briefly and see if B's ticks stop.
+
+    A count in between (a loaded machine slows B's feed) is probed again.
+    """
+    counts = []
+    for _ in range(3):
+        counts.append(during := await ticks_on_b_while_a_pauses(servers, watchers))
+        if during <= 1 or during >= 4:
+            return 0 if during <= 1 else 1
+    raise AssertionError(f"{counts} ticks on B while A was paused: neither process leads?")
+
+
+async def ticks_on_b_while_a_pauses(
+    servers: tuple[LiveServer, LiveServer], watchers: tuple[Watcher, Watcher]
+) -> int:
+    """Pause A for a fraction of the feed's lease; return how many ticks B's client got meanwhile."""
     a, _ = servers
     on_b = watchers[1]
     await on_b.until(len(on_b.events) + 1)
@@ -248,11 +263,9 @@ async def leader_of(servers: tuple[LiveServer, LiveServer], watchers: tuple[Watc
         await asyncio.sleep(0.3)  # what A sent before the pause arrives
         before = len(on_b.events)
         await asyncio.sleep(1.2)  # 6 ticks, well inside the feed's 3 s lease
-        during = len(on_b.events) - before
+        return len(on_b.events) - before
     finally:
         a.process.send_signal(signal.SIGCONT)
-    assert during <= 1 or during >= 4, f"{during} ticks while A was paused: neither process leads?"
-    return 0 if during <= 1 else 1
 
 
 async def test_when_the_leading_process_stops_the_other_feed_takes_over_from_the_same_seq(
@@ -275,3 +288,69 @@ async def test_when_the_leading_process_stops_the_other_feed_takes_over_from_the
     assert watchers[leader].close_code == 1012
     assert survivor.seqs[-1] >= last_before + 5  # went on from where it was: no reset to 0
     assert_consecutive(survivor.seqs, "client of the surviving process")
+
+
+async def test_when_the_leading_process_is_killed_the_other_feed_goes_on_from_the_same_seq(
+    doomed_ticker_cluster,
+):
+    # SIGKILL lands anywhere in a tick; storing a seq is the only claim on it, so no half-done
+    # tick of the dead feed can hold the other one up.
+    servers = doomed_ticker_cluster
+    async with login(servers[0].url, "alice") as alice:
+        watchers = tuple([Watcher(await open_ticker(server, alice)) for server in servers])
+        leader = await leader_of(servers, watchers)
+        survivor = watchers[1 - leader]
+        await survivor.until(len(survivor.events) + 3)
+        last_before = survivor.seqs[-1]
+
+        servers[leader].process.kill()
+        await asyncio.to_thread(servers[leader].process.wait, 20)
+        await survivor.until(len(survivor.events) + 5, timeout=15)  # the lease expired, the other feed leads
+        await survivor.close()
+        await watchers[leader].close()
+    assert survivor.seqs[-1] >= last_before + 5
+    assert_consecutive(survivor.seqs, "client of the surviving process")
+
+
+async def test_a_leader_paused_past_its_lease_stores_and_publishes_no_stale_seq_when_it_wakes(
+    doomed_ticker_cluster,
+):
+    servers = doomed_ticker_cluster
+    async with login(servers[0].url, "alice") as alice:
+        watchers = tuple([Watcher(await open_ticker(server, alice)) for server in servers])
+        leader = await leader_of(servers, watchers)
+        survivor = watchers[1 - leader]
+        await survivor.until(len(survivor.events) + 3)
+
+        servers[leader].process.send_signal(signal.SIGSTOP)  # its lease runs out; the other feed leads
+        try:
+            await survivor.until(len(survivor.events) + 5, timeout=15)
+        finally:
+            servers[leader].process.send_signal(signal.SIGCONT)  # it wakes with an old seq in hand
+        await survivor.until(len(survivor.events) + 10, timeout=15)
+        api = [(await alice.get(f"{server.url}/api/ticker")).json()["seq"] for server in servers]
+        await survivor.close()
+        await watchers[leader].close()
+    assert_consecutive(survivor.seqs, "client of the process that took over")
+    assert min(api) >= survivor.seqs[-1]  # both processes read the one latest snapshot
+
+
+# -- seq outlives a restart ---------------------------------------------------------------
+
+
+async def test_without_redis_a_restarted_server_goes_on_from_its_seq(tmp_path):
+    with running_server(tmp_path, TICKER_INTERVAL=INTERVAL) as server:
+        async with login(server.url, "alice") as alice:
+            before = Watcher(await open_ticker(server, alice))
+            await before.until(4)
+            await asyncio.to_thread(server.stop)  # SIGTERM
+            await before.task
+            await asyncio.to_thread(server.start)
+            api = (await alice.get(f"{server.url}/api/ticker")).json()["seq"]
+            after = Watcher(await open_ticker(server, alice))
+            await after.until(4)
+            await after.close()
+    assert before.close_code == 1012
+    assert api >= before.seqs[-1]  # not back to 0
+    assert after.seqs[0] >= before.seqs[-1] and after.seqs[-1] > before.seqs[-1]
+    assert_consecutive(after.seqs, "client of the restarted server")
