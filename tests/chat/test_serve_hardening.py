@@ -1,0 +1,113 @@
+"""Bad input through `make serve` (uvicorn with the Makefile's flags, DEBUG off), where it showed.
+
+One server for the module; each test uses rooms of its own. Raw sockets
+send what a well-behaved client library would refuse to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import LiveServer
+from tests.live.conftest import bearer
+from tests.serve import logged_line, served
+
+pytestmark = pytest.mark.slow
+
+# Generous: a server that answers does so at once; this only ends a test whose server never does.
+GUARD = 15
+
+
+@pytest.fixture(scope="module")
+def serve(tmp_path_factory) -> Iterator[tuple[LiveServer, Path]]:
+    """Run `make serve` once for the module; yield the server and the path of its log."""
+    with served(tmp_path_factory.mktemp("serve")) as (server, log_path):
+        yield server, log_path
+
+
+@pytest.fixture(scope="module")
+def token(serve) -> str:
+    """Return an API token of alice's."""
+    return serve[0].create_token("alice")
+
+
+def room() -> str:
+    """Return a fresh room slug."""
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+def upgrade(port: int, target: str, *extra: str) -> bytes:
+    """Return the head of a WebSocket upgrade of ``target`` with ``extra`` header lines."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    lines = [
+        f"GET {target} HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+        *extra,
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+async def until_closed(port: int, data: bytes) -> bytes:
+    """Send ``data`` on a fresh connection; return all the server sent before it closed the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        answer = b""
+        try:
+            async with asyncio.timeout(GUARD):
+                while chunk := await reader.read(65536):
+                    answer += chunk
+        except TimeoutError:
+            pytest.fail(f"the server left the connection open; it sent {answer[:200]!r}")
+        except ConnectionResetError:
+            pass  # closed with unread input: what was sent before is in answer
+        return answer
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+def assert_json_error(response: httpx.Response, status: int, code: str) -> None:
+    """Assert the API's JSON error shape."""
+    assert response.status_code == status, (response.status_code, response.text[:300])
+    assert response.headers["content-type"] == "application/json", response.text[:300]
+    assert response.json()["error"] == code
+
+
+def assert_no_traceback(log_path: Path) -> None:
+    """Assert the server logged no failure of its own."""
+    log = log_path.read_text(errors="replace")
+    assert "Traceback" not in log and "Exception in ASGI application" not in log, log[-3000:]
+
+
+async def test_a_multipart_body_to_a_json_endpoint_is_a_json_400(serve, token):
+    server, log_path = serve
+    async with httpx.AsyncClient(base_url=server.url, headers=bearer(token), timeout=GUARD) as client:
+        slug = room()
+        response = await client.post(
+            f"/api/rooms/{slug}/messages",
+            content=b"anything",
+            headers={"Content-Type": "multipart/form-data; boundary=zz"},
+        )
+        assert_json_error(response, 400, "bad_json")
+        response = await client.post(
+            f"/api/rooms/{slug}/messages", data={"text": "hi"}, files={"f": ("a.txt", b"hi")}
+        )
+        assert_json_error(response, 400, "bad_json")
+        assert (await client.get(f"/api/rooms/{slug}/messages")).json() == {"messages": []}
+    assert_no_traceback(log_path)
