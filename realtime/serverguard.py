@@ -15,10 +15,23 @@ nothing changes: bodies, streams and WebSockets (whose upgrade completes
 the headers) are not limited by it. Select it with
 ``uvicorn --http realtime.serverguard:HttpToolsProtocol`` (``make serve``).
 
+It also answers a WebSocket upgrade that the WebSocket protocol cannot
+parse. uvicorn parses every request with httptools, which takes lines of
+any length, then hands a WebSocket upgrade to the ``--ws`` protocol by
+writing the request out again and feeding it to that protocol's own parser.
+The sans-I/O websockets parser refuses a request line or a header line over
+8 KiB (a long query string, a large Cookie) or more than 128 headers, and
+queues a 414 or 431 answer; uvicorn's ``WebSocketsSansIOProtocol`` only
+looks for parsed requests and frames, so it neither sent that answer nor
+closed the connection, and the header timeout had stopped with the
+headers: the socket was held until the client left. This sends the queued
+answer (or a 400 when the parser has none) and closes the connection.
+
 It reads the parser callbacks of uvicorn's ``HttpToolsProtocol``
 (``connection_made``, ``on_message_begin``, ``on_headers_complete``,
-``connection_lost``); tests/realtime/test_hardening.py fails if an upgrade
-changes them.
+``connection_lost``, ``handle_websocket_upgrade``) and the sans-I/O
+protocol's ``conn`` and ``handshake_initiated``; tests/realtime/test_hardening.py
+and tests/chat/test_serve_hardening.py fail if an upgrade changes them.
 """
 
 from __future__ import annotations
@@ -27,6 +40,17 @@ import asyncio
 
 from django.conf import settings
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as UvicornHttpToolsProtocol
+from websockets.server import ServerProtocol
+
+_INVALID = b"Failed to open a WebSocket connection: did not receive a valid HTTP request.\n"
+# What an upgrade gets when the WebSocket parser refused it without an answer of its own.
+BAD_REQUEST = b"".join(
+    [
+        b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n",
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(_INVALID),
+        _INVALID,
+    ]
+)
 
 DEFAULT_HEADER_TIMEOUT = 10.0
 
@@ -57,6 +81,22 @@ class HttpToolsProtocol(UvicornHttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._headers_arrived()
         super().connection_lost(exc)
+
+    def handle_websocket_upgrade(self) -> None:
+        super().handle_websocket_upgrade()
+        self._refuse_unparsed_handshake(self.transport.get_protocol())
+
+    def _refuse_unparsed_handshake(self, protocol: object) -> None:
+        """Answer and close an upgrade the WebSocket protocol's parser refused (uvicorn leaves it open)."""
+        conn = getattr(protocol, "conn", None)
+        if not isinstance(conn, ServerProtocol) or getattr(protocol, "handshake_initiated", True):
+            return  # another --ws implementation, or a request it parsed: it answers itself
+        if conn.handshake_exc is None or self.transport.is_closing():
+            return
+        answer = b"".join(conn.data_to_send()) or BAD_REQUEST
+        self.logger.warning("Invalid WebSocket handshake received: %s.", conn.handshake_exc)
+        self.transport.write(answer)
+        self.transport.close()
 
     def _await_headers(self) -> None:
         self._header_timer = self.loop.call_later(header_timeout(), self._headers_late)

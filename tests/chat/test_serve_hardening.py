@@ -111,3 +111,23 @@ async def test_a_multipart_body_to_a_json_endpoint_is_a_json_400(serve, token):
         assert_json_error(response, 400, "bad_json")
         assert (await client.get(f"/api/rooms/{slug}/messages")).json() == {"messages": []}
     assert_no_traceback(log_path)
+
+
+@pytest.mark.parametrize(
+    ("target", "extra", "status"),
+    [
+        (f"/ws/rooms/lobby/?q={'x' * 9000}", (), b"414"),
+        ("/ws/rooms/lobby/", (f"Cookie: c={'x' * 9000}",), b"431"),
+        ("/ws/rooms/lobby/", tuple(f"X-H{n}: 1" for n in range(130)), b"431"),
+    ],
+    ids=["long-request-line", "long-header", "many-headers"],
+)
+async def test_an_upgrade_the_websocket_parser_refuses_is_answered_and_closed(serve, target, extra, status):
+    """httptools takes the request; uvicorn's WebSocket parser refused it and left the socket open."""
+    server, log_path = serve
+    answer = await until_closed(server.port, upgrade(server.port, target, *extra))
+    assert answer.startswith(b"HTTP/1.1 " + status), answer[:200]
+    # The server still serves, and its header timeout did not have to close anything.
+    assert httpx.get(f"{server.url}/healthz", timeout=GUARD).status_code == 200
+    logged_line(log_path, "Invalid WebSocket handshake received")
+    assert_no_traceback(log_path)
