@@ -240,20 +240,25 @@ SESSION_ENGINE = "realtime.sessions"
 AUTHENTICATION_BACKENDS = ["realtime.backends.ModelBackend"]
 
 # No credential in a log line: the one handler redacts ?access_token= and
-# Bearer values (realtime/logfilters.py). Django's default "django" handlers
-# would print each of its records a second time, unredacted (under DEBUG), or
-# mail the request's query string (with ADMINS): its records propagate here
-# instead. uvicorn's own loggers get the filter from project/uvicorn_logging.json.
+# Bearer values, and no request forges one: it escapes the control characters
+# of what a record carries (realtime/logfilters.py). Django's default "django"
+# handlers would print each of its records a second time, unredacted (under
+# DEBUG), or mail the request's query string (with ADMINS): its records
+# propagate here instead. uvicorn's own loggers get the filters from
+# project/uvicorn_logging.json.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_credentials": {"()": "realtime.logfilters.RedactCredentials"}},
+    "filters": {
+        "redact_credentials": {"()": "realtime.logfilters.RedactCredentials"},
+        "escape_controls": {"()": "realtime.logfilters.EscapeControlCharacters"},
+    },
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "plain",
-            "filters": ["redact_credentials"],
+            "filters": ["redact_credentials", "escape_controls"],
         }
     },
     "loggers": {"django": {"handlers": [], "level": "INFO"}},

@@ -131,3 +131,23 @@ async def test_an_upgrade_the_websocket_parser_refuses_is_answered_and_closed(se
     assert httpx.get(f"{server.url}/healthz", timeout=GUARD).status_code == 200
     logged_line(log_path, "Invalid WebSocket handshake received")
     assert_no_traceback(log_path)
+
+
+async def test_a_refused_handshake_cannot_forge_or_colour_a_log_line(serve):
+    """The handshake's refusal logs the decoded path: a line break in it started a line of its own."""
+    server, log_path = serve
+    marker = uuid.uuid4().hex[:8]
+    paths = {
+        f"/ws/rooms/a{marker}%0d%0aFORGED-CRLF/": f"a{marker}\\r\\nFORGED-CRLF/",
+        f"/ws/rooms/b{marker}%1b[31mred/": f"b{marker}\\x1b[31mred/",
+        f"/ws/rooms/c{marker}%c2%85FORGED-NEL/": f"c{marker}\\x85FORGED-NEL/",
+        f"/ws/rooms/d{marker}%e2%80%a8FORGED-LS%e2%80%a9/": f"d{marker}\\u2028FORGED-LS\\u2029/",
+    }
+    for target, logged in paths.items():
+        answer = await until_closed(server.port, upgrade(server.port, target, f"Origin: {server.url}"))
+        assert answer.startswith(b"HTTP/1.1 403"), answer[:200]
+        logged_line(log_path, f"WebSocket handshake refused: /ws/rooms/{logged}")
+    log = log_path.read_bytes()
+    for raw in (b"\x1b", "\x85".encode(), "\u2028".encode(), "\u2029".encode(), b"\r"):
+        assert raw not in log, raw
+    assert not [line for line in log.split(b"\n") if line.startswith(b"FORGED")]
