@@ -151,3 +151,25 @@ async def test_a_refused_handshake_cannot_forge_or_colour_a_log_line(serve):
     for raw in (b"\x1b", "\x85".encode(), "\u2028".encode(), "\u2029".encode(), b"\r"):
         assert raw not in log, raw
     assert not [line for line in log.split(b"\n") if line.startswith(b"FORGED")]
+
+
+@pytest.mark.parametrize("length", ["67108864 ", "9999999999999999999"], ids=["trailing-space", "19-digits"])
+@pytest.mark.parametrize(
+    "request_line",
+    ["POST /api/rooms/lobby/messages", "PATCH /api/uploads/0123456789abcdef"],
+    ids=["message", "upload"],
+)
+async def test_an_anonymous_body_over_the_limit_is_a_413_whatever_its_length_looks_like(
+    serve, request_line, length
+):
+    """Both lengths are ones httptools honours, and were read as no length: the whole body was read."""
+    server, log_path = serve
+    head = (
+        f"{request_line} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    )
+    # The server answers after a few bytes of a body it was told is 64 MiB or more: it did not read it.
+    answer = await until_closed(server.port, head.encode() + b"x" * 1024)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b'"too_large"' in answer
+    assert_no_traceback(log_path)
