@@ -111,9 +111,12 @@ TEMPLATES = [
     },
 ]
 
+# An empty DATABASE_URL (a compose file's `DATABASE_URL=`) is unset, as for REDIS_URL. Not a
+# setting of its own: Django's debug page would show its password (it hides DATABASES').
+_database_url = os.environ.get("DATABASE_URL", "").strip()
 DATABASES = {
-    "default": dj_database_url.config(
-        default=f"sqlite:///{os.environ.get('SQLITE_PATH', BASE_DIR / 'db.sqlite3')}",
+    "default": dj_database_url.parse(
+        _database_url or f"sqlite:///{os.environ.get('SQLITE_PATH', BASE_DIR / 'db.sqlite3')}",
         # Under ASGI each request's ORM calls run on a thread of their own, so
         # persistent per-thread connections pile up; close them per request
         # and let PostgreSQL reuse them from a pool instead (below).

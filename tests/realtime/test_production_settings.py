@@ -62,6 +62,15 @@ def test_debug_off_without_a_secret_key_stops_at_start_with_the_reason(tmp_path)
     assert manage(tmp_path, "check", DJANGO_DEBUG="1").returncode == 0
 
 
+@pytest.mark.parametrize("url", ["", "  "], ids=["empty", "blank"])
+def test_an_empty_database_url_is_unset(tmp_path, url):
+    """Compose files write `DATABASE_URL=`; settings failed with KeyError: 'ENGINE'."""
+    script = "from django.conf import settings; print(settings.DATABASES['default']['NAME'])"
+    result = manage(tmp_path, "shell", "-c", script, DATABASE_URL=url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == str(tmp_path / "db.sqlite3")
+
+
 # --- check --deploy behind a TLS proxy -----------------------------------------------------------
 
 
