@@ -40,6 +40,11 @@ CLIENT_GONE = "client_gone"  # the client vanished: a send failed, it closed 100
 OTHER = "other"
 CLOSE_LABELS: dict[Any, str] = {
     1000: "1000",
+    # The server failed the connection for what the client sent: a protocol
+    # error, a text message that is not UTF-8, a message over the size limit.
+    1002: "1002",
+    1007: "1007",
+    1009: "1009",
     1012: "1012",
     1013: "1013",
     4401: "4401",
@@ -120,7 +125,7 @@ CONNECTIONS_REFUSED = Counter(
 )
 CONNECTIONS_CLOSED = Counter(
     "realtime_connections_closed_total",
-    "Connections ended, by close code (1000, 1012, 1013, 4401, 4403, client_gone, other).",
+    "Connections ended, by close code (1000, 1002, 1007, 1009, 1012, 1013, 4401, 4403, client_gone, other).",
     ["transport", "topic", "code"],
 )
 CONNECTION_DURATION = Histogram(
@@ -304,7 +309,7 @@ def for_connection(transport: str, topic_kind: str) -> ConnectionMetrics:
 
 
 def close_label(code: Any) -> str:
-    """Return the label of a close code: one of 1000, 1012, 1013, 4401, 4403, client_gone, other."""
+    """Return the label of a close code: one of CLOSE_LABELS' values (1000, 1007, client_gone...) or other."""
     return CLOSE_LABELS.get(code, OTHER)
 
 
