@@ -10,15 +10,17 @@ import asyncio
 import base64
 import contextlib
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import LiveServer
-from tests.live.conftest import bearer
+from tests.live.conftest import bearer, joined, ws_connect
 from tests.serve import logged_line, served
 
 pytestmark = pytest.mark.slow
@@ -172,4 +174,61 @@ async def test_an_anonymous_body_over_the_limit_is_a_413_whatever_its_length_loo
     answer = await until_closed(server.port, head.encode() + b"x" * 1024)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert b'"too_large"' in answer
+    assert_no_traceback(log_path)
+
+
+def closed_count(server: LiveServer, code: str) -> float:
+    """Return how many room WebSockets /metrics counts as closed with ``code``."""
+    text = httpx.get(f"{server.url}/metrics", timeout=GUARD).text
+    for labels, value in re.findall(r"(?m)^realtime_connections_closed_total\{([^}]*)\} (\S+)$", text):
+        if {'transport="websocket"', 'topic="room"', f'code="{code}"'} <= set(labels.split(",")):
+            return float(value)
+    return 0.0
+
+
+async def counted(server: LiveServer, code: str, at_least: float) -> float:
+    """Wait until /metrics counts ``at_least`` room WebSockets closed with ``code``; return the count."""
+    async with asyncio.timeout(GUARD):
+        while (count := closed_count(server, code)) < at_least:
+            await asyncio.sleep(0.05)
+    return count
+
+
+async def send_invalid_utf8(ws) -> None:
+    """Send a text frame whose bytes are not UTF-8."""
+    await ws.send(b"\xff\xfe not UTF-8", text=True)
+
+
+async def send_too_big(ws) -> None:
+    """Send a message over `make serve`'s --ws-max-size (1 MiB)."""
+    await ws.send("x" * (1024 * 1024 + 1))
+
+
+async def send_reserved_bit(ws) -> None:
+    """Send a masked, empty text frame with RSV1 set, which no extension was negotiated for."""
+    ws.transport.write(b"\xc1\x80" + b"\x00" * 4)
+
+
+@pytest.mark.parametrize(
+    ("code", "send"),
+    [("1007", send_invalid_utf8), ("1009", send_too_big), ("1002", send_reserved_bit)],
+    ids=["invalid-utf8", "too-big", "protocol-error"],
+)
+async def test_a_socket_failed_for_what_its_client_sent_is_counted_by_its_code_and_logged_once(
+    serve, token, code, send
+):
+    """Each was counted as code=other, and each invalid UTF-8 message logged an ERROR with a traceback."""
+    server, log_path = serve
+    before = closed_count(server, code)
+    async with ws_connect(server, None, f"/ws/rooms/{room()}/?access_token={token}", origin=None) as ws:
+        await joined(ws)
+        await send(ws)
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(ws.recv(), GUARD)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == int(code)
+    assert await counted(server, code, before + 1) == before + 1
+    if code == "1007":
+        logged_line(log_path, "1007: a text message is not valid UTF-8")
+        assert "Invalid UTF-8 sequence" not in log_path.read_text(errors="replace")
     assert_no_traceback(log_path)
