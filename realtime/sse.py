@@ -144,6 +144,9 @@ class TopicStream:
         finally:
             if receiving:
                 receiving.cancel()
+                # Nobody awaits it now, and a receive may end with an error rather than the
+                # cancellation (a read cut mid-way): asyncio would log it as never retrieved.
+                receiving.add_done_callback(_take_outcome)
             connection.close_code = ended
             connection.release()
 
@@ -154,3 +157,9 @@ class TopicStream:
     async def end(self, code: int) -> None:
         """End the stream (SIGTERM, the credential failed its check)."""
         await self.layer.send(self.channel, {"type": events.CLOSE, "code": code})
+
+
+def _take_outcome(future: asyncio.Future) -> None:
+    """Mark a future's outcome as seen (a cancelled receive's error is of no use)."""
+    if not future.cancelled():
+        future.exception()

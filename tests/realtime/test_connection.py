@@ -10,6 +10,7 @@ given back on every exit path.
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 from channels.layers import get_channel_layer
@@ -18,6 +19,8 @@ from django.test import override_settings
 
 import realtime.asgi
 from realtime import background, connection, presence, publish, shutdown
+from realtime.credentials import Credential
+from realtime.sse import TopicStream
 from tests.asgi import http, http_scope, make_user, session_cookie, sse_stream, ws
 from tests.realtime.echo import LOG, EchoTopic, said
 
@@ -260,3 +263,47 @@ async def test_background_jobs_start_with_the_first_request_and_stop_on_sigterm(
         assert len(ticks) == count
     finally:
         background._jobs.pop("test-job", None)
+
+
+class ReceiveFailsWhenCancelled:
+    """The channel layer, but for a receive that ends with an error when cancelled (a read cut mid-way)."""
+
+    def __init__(self, layer) -> None:
+        self.layer = layer
+
+    def __getattr__(self, name: str):
+        return getattr(self.layer, name)
+
+    async def receive(self, channel: str) -> dict:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise ConnectionError("the read was cut") from None
+        raise AssertionError("never woken")
+
+
+@override_settings(REALTIME_SSE_KEEPALIVE=0.01)
+async def test_a_cut_stream_leaves_no_unretrieved_exception_of_its_receive(alice):
+    """The stream cancels its pending receive when its client resets; nobody looked at how that ended."""
+    loop = asyncio.get_running_loop()
+    reported: list[dict] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda loop, context: reported.append(context))
+    try:
+        layer = get_channel_layer()
+        stream = TopicStream(EchoTopic("a"), alice, Credential(user_id=alice.pk), await layer.new_channel())
+        stream.layer = ReceiveFailsWhenCancelled(layer)
+        assert await stream.connection.admit() is None
+        frames = stream.frames(None)
+        # Suspended at a keep-alive's yield (a slow client), its receive pending ...
+        while await anext(frames) != ": keep-alive\n\n":
+            pass
+        await frames.aclose()  # ... when the client resets and the response is cut.
+        for _ in range(5):
+            await asyncio.sleep(0)  # the cancelled receive ends, with its error
+        del frames, stream
+        gc.collect()
+    finally:
+        loop.set_exception_handler(previous)
+    assert not reported, [context["message"] for context in reported]
+    assert await settled(alice) == NOTHING
