@@ -107,7 +107,7 @@ class HttpToolsProtocol(UvicornHttpToolsProtocol):
         """Answer and close an upgrade the WebSocket protocol's parser refused (uvicorn leaves it open)."""
         conn = getattr(protocol, "conn", None)
         if not isinstance(conn, ServerProtocol) or getattr(protocol, "handshake_initiated", True):
-            return  # another --ws implementation, or a request it parsed: it answers itself
+            return  # another --ws implementation, or a request it parsed (and answers)
         if conn.handshake_exc is None or self.transport.is_closing():
             return
         answer = b"".join(conn.data_to_send()) or BAD_REQUEST
