@@ -77,12 +77,17 @@ run-cluster: setup
 	wait
 
 ## serve: the production way: DEBUG off unless set, uvicorn, static files by WhiteNoise
+# Two `make serve` started at once in one checkout take turns to migrate and collect the static
+# files (flock on SERVE_LOCK): two collectstatic runs into one staticfiles/ delete and rename each
+# other's files, and one of them fails. The lock is released before uvicorn starts.
+SERVE_LOCK := $(VENV)/.serve.lock
 serve: setup
 	@test -n "$$DJANGO_SECRET_KEY" || test -f .secret_key || \
 		$(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))' > .secret_key
 	export DJANGO_DEBUG=$${DJANGO_DEBUG:-0} DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-$$(cat .secret_key)}; \
-	$(BIN)/python manage.py migrate --noinput -v0 && \
-	$(BIN)/python manage.py collectstatic --noinput -v0 && \
+	( if command -v flock >/dev/null; then flock 9; fi; \
+	  $(BIN)/python manage.py migrate --noinput -v0 && \
+	  $(BIN)/python manage.py collectstatic --noinput -v0 ) 9>$(SERVE_LOCK) && \
 	$(PROXY_ARGS) && \
 	exec $(BIN)/uvicorn project.asgi:application --host $${HOST:-127.0.0.1} --port $(PORT) \
 		$(UVICORN_FLAGS) "$$@"

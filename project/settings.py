@@ -112,9 +112,12 @@ TEMPLATES = [
     },
 ]
 
+# An empty DATABASE_URL (a compose file's `DATABASE_URL=`) is unset, as for REDIS_URL. Not a
+# setting of its own: Django's debug page would show its password (it hides DATABASES').
+_database_url = os.environ.get("DATABASE_URL", "").strip()
 DATABASES = {
-    "default": dj_database_url.config(
-        default=f"sqlite:///{os.environ.get('SQLITE_PATH', BASE_DIR / 'db.sqlite3')}",
+    "default": dj_database_url.parse(
+        _database_url or f"sqlite:///{os.environ.get('SQLITE_PATH', BASE_DIR / 'db.sqlite3')}",
         # Under ASGI each request's ORM calls run on a thread of their own, so
         # persistent per-thread connections pile up; close them per request
         # and let PostgreSQL reuse them from a pool instead (below).
@@ -241,20 +244,25 @@ SESSION_ENGINE = "realtime.sessions"
 AUTHENTICATION_BACKENDS = ["realtime.backends.ModelBackend"]
 
 # No credential in a log line: the one handler redacts ?access_token= and
-# Bearer values (realtime/logfilters.py). Django's default "django" handlers
-# would print each of its records a second time, unredacted (under DEBUG), or
-# mail the request's query string (with ADMINS): its records propagate here
-# instead. uvicorn's own loggers get the filter from project/uvicorn_logging.json.
+# Bearer values, and no request forges one: it escapes the control characters
+# of what a record carries (realtime/logfilters.py). Django's default "django"
+# handlers would print each of its records a second time, unredacted (under
+# DEBUG), or mail the request's query string (with ADMINS): its records
+# propagate here instead. uvicorn's own loggers get the filters from
+# project/uvicorn_logging.json.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_credentials": {"()": "realtime.logfilters.RedactCredentials"}},
+    "filters": {
+        "redact_credentials": {"()": "realtime.logfilters.RedactCredentials"},
+        "escape_controls": {"()": "realtime.logfilters.EscapeControlCharacters"},
+    },
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "plain",
-            "filters": ["redact_credentials"],
+            "filters": ["redact_credentials", "escape_controls"],
         }
     },
     "loggers": {"django": {"handlers": [], "level": "INFO"}},

@@ -16,11 +16,20 @@ The credential is looked up (one query on the realtime DB thread) only for
 a body over the limit, so small requests cost nothing more; a forged
 cookie or token gets the 413 too. While the database is down the body is
 let through: Django's stack then answers 503.
+
+``Content-Length`` is read as the HTTP servers read it: digits, with
+spaces or tabs around them (httptools keeps trailing ones in the value it
+passes on), of any size (httptools takes up to 2**64 - 1, Twisted any).
+Read more strictly, ``67108864 `` would have been no length at all and the
+body read to its end. A value no server honours (two headers, a sign, a
+comma list h11 has not merged) is a 400 for everyone: Django would fail
+on it later.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from importlib import import_module
 
 from django.conf import settings
@@ -73,12 +82,22 @@ async def has_live_credential(scope: dict) -> bool:
         return True  # Django's stack answers 503 itself
 
 
+# What httptools, h11 and Twisted honour as a Content-Length, once they have parsed it.
+_LENGTH = re.compile(rb"[ \t]*([0-9]+)[ \t]*")
+
+
 def content_length(scope: dict) -> int | None:
-    """Return the request's Content-Length, or None without a valid one."""
-    raw = _header(scope, b"content-length")
-    if raw is None or not raw.isdigit() or len(raw) > 18:
+    """Return the request's Content-Length as the servers read it, or None without one.
+
+    Raise ValueError for a value no server would honour.
+    """
+    values = [value for key, value in scope.get("headers", ()) if key == b"content-length"]
+    if not values:
         return None
-    return int(raw)
+    match = _LENGTH.fullmatch(values[0]) if len(values) == 1 else None
+    if match is None:
+        raise ValueError("not a Content-Length")
+    return int(match.group(1))  # ValueError past Python's 4300 digits
 
 
 class AnonymousBodyLimit:
@@ -92,7 +111,11 @@ class AnonymousBodyLimit:
             await self.app(scope, receive, send)
             return
         limit = settings.REALTIME_MAX_ANONYMOUS_BODY
-        length = content_length(scope)
+        try:
+            length = content_length(scope)
+        except ValueError:
+            await refuse(send, 400, "invalid", "The Content-Length header is not a number of bytes.")
+            return
         if length is not None:
             if length > limit and not await has_live_credential(scope):
                 await too_large(send, limit)
@@ -127,16 +150,17 @@ class AnonymousBodyLimit:
 
 async def too_large(send, limit: int) -> None:
     """Answer 413 with the API's JSON error, and close the connection (the body is left unread)."""
-    body = json.dumps(
-        {
-            "error": "too_large",
-            "detail": f"Without a session or an API token a request body is limited to {limit} bytes.",
-        }
-    ).encode()
+    detail = f"Without a session or an API token a request body is limited to {limit} bytes."
+    await refuse(send, 413, "too_large", detail)
+
+
+async def refuse(send, status: int, code: str, detail: str) -> None:
+    """Answer with the API's JSON error, and close the connection (the body is left unread)."""
+    body = json.dumps({"error": code, "detail": detail}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),

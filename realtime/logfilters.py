@@ -14,6 +14,14 @@ puts it on uvicorn's own handlers, which do not propagate to the root logger.
 selects it for the console handler, docs/operations.md): the filter has run
 by then, and it redacts the fields a record carries in ``extra`` too.
 
+:class:`EscapeControlCharacters`, the filter after it, keeps each record on
+its line: a request's path or header decoded into a log line could carry a
+line break (``%0d%0a``, NEL, U+2028) and start a forged line of its own, or
+an escape sequence that restyles the terminal. It writes every control
+character of the values a record carries as its Python escape (``\n``,
+``\x1b``, ``\u2028``), as Django does for its own request lines. The JSON
+formatter escapes what JSON itself would leave raw.
+
 This module imports nothing from Django: uvicorn loads it while it configures
 logging, before the settings exist.
 """
@@ -25,6 +33,7 @@ import logging
 import re
 import time
 import traceback
+from collections.abc import Mapping
 
 REDACTED = "[redacted]"
 
@@ -102,15 +111,97 @@ class RedactCredentials(logging.Filter):
             record.args = tuple(_redact_arg(arg) for arg in record.args)
         elif isinstance(record.args, dict):
             record.args = {key: _redact_arg(value) for key, value in record.args.items()}
-        if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
-            # Formatters reuse exc_text when it is set: format the traceback
-            # here, redacted (an exception's message may quote a URL).
-            record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
-        if record.exc_text:
+        # Formatters reuse exc_text when it is set: the traceback is formatted
+        # here, redacted (an exception's message may quote a URL).
+        if _format_traceback(record):
             record.exc_text = redact(record.exc_text)
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         return True
+
+
+def _format_traceback(record: logging.LogRecord) -> bool:
+    """Set ``record.exc_text`` from its ``exc_info`` as a formatter would; return whether it has one."""
+    if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
+        record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+    return bool(record.exc_text)
+
+
+# What ends a line or restyles a terminal: C0 controls (CR, LF, ESC), DEL, C1
+# controls (NEL), the Unicode line and paragraph separators, and the
+# bidirectional controls that reorder what a reader sees of a line.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# In a traceback, which spans lines by design: all of those but the newline.
+_UNSAFE_IN_TRACEBACK = re.compile(
+    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+# What json.dumps(ensure_ascii=False) writes raw (it escapes the C0 controls itself).
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return match.group().encode("unicode_escape").decode("ascii")
+
+
+def escape(text: str) -> str:
+    """Return ``text`` with each control character written as its Python escape (``\\n``, ``\\x1b``)."""
+    return _UNSAFE.sub(_escaped, text)
+
+
+class _EscapedText(str):
+    """A value's text, escaped; ``%r`` shows the value's own repr (which escapes them already)."""
+
+    value_repr: str
+
+    def __repr__(self) -> str:
+        return self.value_repr
+
+
+def _escape_arg(value: object) -> object:
+    """Return ``value``, or its escaped text when its text carries a control character."""
+    if value is None or isinstance(value, bool | int | float | bytes):
+        return value  # bytes format as their repr, escaped already
+    text = value if isinstance(value, str) else str(value)
+    cleaned = escape(text)
+    if cleaned == text:
+        return value
+    escaped = _EscapedText(cleaned)
+    escaped.value_repr = escape(repr(value))
+    return escaped
+
+
+class EscapeControlCharacters(logging.Filter):
+    """Escape the control characters of every value a record carries, so that a record is one line.
+
+    The arguments are escaped one by one (they are what comes from a
+    request; uvicorn's access formatter reads them); the format string is
+    the program's own and may carry colours (Daphne's request lines). A
+    message logged without arguments is escaped whole, but for a trailing
+    newline, which the formatter's own line end makes redundant. A
+    traceback keeps its newlines. The record always passes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_escape_arg(arg) for arg in record.args)
+        elif isinstance(record.args, Mapping):
+            record.args = {key: _escape_arg(value) for key, value in record.args.items()}
+        if not record.args:
+            record.msg = _escape_message(record.msg)
+        if _format_traceback(record):
+            record.exc_text = _UNSAFE_IN_TRACEBACK.sub(_escaped, record.exc_text)
+        return True
+
+
+def _escape_message(msg: object) -> object:
+    """Return a message logged without arguments, escaped."""
+    if isinstance(msg, str):
+        return escape(msg.rstrip("\n"))
+    if msg is None or isinstance(msg, bool | int | float):
+        return msg
+    text = str(msg)
+    cleaned = escape(text)
+    return msg if cleaned == text else cleaned
 
 
 # What every LogRecord has; anything else on a record came from ``extra=`` and is a field of its own.
@@ -145,7 +236,12 @@ class JsonFormatter(logging.Formatter):
             line["exc_info"] = record.exc_text
         if record.stack_info:
             line["stack_info"] = record.stack_info
-        return json.dumps(line, ensure_ascii=False, default=str)
+        # Raw in a JSON string, a line or paragraph separator still breaks the line for many readers.
+        return _UNSAFE_IN_JSON.sub(_json_escaped, json.dumps(line, ensure_ascii=False, default=str))
+
+
+def _json_escaped(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 def _field(value: object) -> object:

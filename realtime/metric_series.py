@@ -29,6 +29,11 @@ CLIENT_GONE = "client_gone"  # the client vanished: a send failed, it closed 100
 OTHER = "other"
 CLOSE_LABELS: dict[Any, str] = {
     1000: "1000",
+    # The server failed the connection for what the client sent: a protocol
+    # error, a text message that is not UTF-8, a message over the size limit.
+    1002: "1002",
+    1007: "1007",
+    1009: "1009",
     1012: "1012",
     1011: "1011",  # the server failed the connection (the database is unavailable)
     1013: "1013",
@@ -106,7 +111,8 @@ CONNECTIONS_REFUSED = Counter(
 )
 CONNECTIONS_CLOSED = Counter(
     "realtime_connections_closed_total",
-    "Connections ended, by close code (1000, 1012, 1013, 4401, 4403, client_gone, other).",
+    "Connections ended, by close code "
+    "(1000, 1002, 1007, 1009, 1011, 1012, 1013, 4401, 4403, client_gone, other).",
     ["transport", "topic", "code"],
 )
 CONNECTION_DURATION = Histogram(

@@ -101,7 +101,7 @@ def for_connection(transport: str, topic_kind: str) -> ConnectionMetrics:
 
 
 def close_label(code: Any) -> str:
-    """Return the label of a close code: one of 1000, 1012, 1013, 4401, 4403, client_gone, other."""
+    """Return the label of a close code: one of CLOSE_LABELS' values (1000, 1007, client_gone...) or other."""
     return series.CLOSE_LABELS.get(code, OTHER)
 
 

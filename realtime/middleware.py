@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
-from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.core.exceptions import BadRequest, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
@@ -69,6 +69,8 @@ _BODY_ERRORS: dict[type[Exception], tuple[str, str, int]] = {
     TooManyFieldsSent: ("too_large", "The body has more fields than DATA_UPLOAD_MAX_NUMBER_FIELDS.", 413),
     TooManyFilesSent: ("too_large", "The body has more files than DATA_UPLOAD_MAX_NUMBER_FILES.", 413),
     MultiPartParserError: ("invalid", "The multipart body cannot be parsed.", 400),
+    # A form body declared in another charset than UTF-8.
+    BadRequest: ("invalid", "The form body cannot be parsed.", 400),
 }
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -83,6 +85,13 @@ class ApiBodyErrorsMiddleware:
     under /api/ first, in the request's thread, and answers the contract's
     error instead. Other bodies (JSON) are read by the views, which answer
     their own errors (realtime.http.json_body).
+
+    The body is read into memory before it is parsed, so it stays readable
+    afterwards: Django parses a multipart body straight from the stream,
+    and a view that then reads ``request.body`` (any JSON endpoint sent a
+    form) would raise ``RawPostDataException``, a 500. No endpoint under
+    /api/ takes file uploads this way (uploads are tus PATCHes), so the
+    whole body is held to ``DATA_UPLOAD_MAX_MEMORY_SIZE``.
     """
 
     sync_capable = True
@@ -121,6 +130,7 @@ class ApiBodyErrorsMiddleware:
     def parse(request: HttpRequest) -> HttpResponse | None:
         """Parse the form body now; return the JSON error if Django refuses it."""
         try:
+            request.body  # noqa: B018 - buffered first: the parse below must not consume the stream
             request.POST  # noqa: B018 - parsed and cached for the CSRF check and the view
         except tuple(_BODY_ERRORS) as exc:
             code, detail, status = next(v for k, v in _BODY_ERRORS.items() if isinstance(exc, k))

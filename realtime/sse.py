@@ -132,6 +132,7 @@ class EventStream:
         if not self.decided.done():
             self.decided.set_result(ClientError("unavailable", "Try again shortly."))
         self._finished = True
+        self._stop_receiving()
         if self.outbox.empty():
             self.outbox.put_nowait(END)
 
@@ -183,8 +184,21 @@ class EventStream:
     def _ended(self, code) -> None:
         """Note how the stream ended (first cause wins); stop receiving."""
         self._closed = True
-        if self._receiving is not None:
-            self._receiving.cancel()
-            self._receiving = None
+        self._stop_receiving()
         if self.close_code is None:
             self.close_code = code
+
+    def _stop_receiving(self) -> None:
+        """Cancel the receive under way, if any: nobody will read this channel again."""
+        receiving, self._receiving = self._receiving, None
+        if receiving is not None:
+            receiving.cancel()
+            # Nobody awaits it now, and a receive may end with an error rather than the
+            # cancellation (a read cut mid-way): asyncio would log it as never retrieved.
+            receiving.add_done_callback(_take_outcome)
+
+
+def _take_outcome(future: asyncio.Future) -> None:
+    """Mark a future's outcome as seen (a cancelled receive's error is of no use)."""
+    if not future.cancelled():
+        future.exception()

@@ -47,14 +47,15 @@ def long_secret_key() -> str:
 
 
 @contextmanager
-def served(tmp_path: Path, **env: str) -> Iterator[tuple[LiveServer, Path]]:
+def served(tmp_path: Path, server: LiveServer | None = None, **env: str) -> Iterator[tuple[LiveServer, Path]]:
     """Run `make serve` (DEBUG off, uvicorn with the Makefile's flags) on a fresh database.
 
     The database is prepared as for the live tests (tests/conftest.py: its own
-    SQLite file, or PostgreSQL database, demo users alice and bob). Yields the
-    server (for its URL and manage.py) and the path of its combined output.
+    SQLite file, or PostgreSQL database, demo users alice and bob), unless
+    ``server`` is one prepared so already. Yields the server (for its URL and
+    manage.py) and the path of its combined output.
     """
-    server = make_live_server(tmp_path)
+    server = server or make_live_server(tmp_path)
     log_path = tmp_path / "serve.log"
     serve_env = clean_env(
         server.env,

@@ -149,3 +149,33 @@ async def test_many_connections_and_posts_racing_into_one_new_room_count_once():
         assert_json_error(refused_post, 429, "rate_limited")
     for s in sockets:
         await s.disconnect()
+
+
+async def test_a_form_body_sent_to_a_json_endpoint_is_a_json_400_with_a_session_or_a_token():
+    """A multipart body was parsed from the stream first, and the view's read of the body raised: a 500."""
+    alice = await make_user("alice")
+    _, raw = await ApiToken.aissue(alice)
+    bodies = [
+        {"content": b"anything", "headers": {"content-type": "multipart/form-data; boundary=zz"}},
+        {"files": {"text": ("a.txt", b"hi")}, "data": {"text": "hi"}},
+        {"data": {"text": "hi"}},
+    ]
+    async with (
+        http(cookie=await session_cookie(alice)) as browser,
+        http(authorization=f"Bearer {raw}") as script,
+    ):
+        csrf = {"x-csrftoken": await csrf_token(browser)}
+        for client, extra in ((browser, csrf), (script, {})):
+            for body in bodies:
+                headers = {**body.get("headers", {}), **extra}
+                response = await client.post(
+                    "/api/rooms/forms/messages",
+                    headers=headers,
+                    **{k: v for k, v in body.items() if k != "headers"},
+                )
+                assert_json_error(response, 400, "bad_json")
+        # A form in another charset than UTF-8: Django refuses to decode it.
+        latin = {"content-type": "application/x-www-form-urlencoded; charset=latin-1"}
+        response = await script.post("/api/rooms/forms/messages", content=b"text=caf\xe9", headers=latin)
+        assert_json_error(response, 400, "invalid")
+    assert not await Room.objects.filter(slug="forms").aexists()

@@ -10,6 +10,7 @@ given back on every exit path.
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 from channels.layers import get_channel_layer
@@ -19,7 +20,9 @@ from prometheus_client import REGISTRY
 
 import realtime.asgi
 from realtime import background, connection, publish
+from realtime.credentials import Credential
 from realtime.process import process
+from realtime.sse import EventStream
 from tests.asgi import http, http_scope, make_user, session_cookie, sse_stream, ws
 from tests.realtime.echo import LOG, EchoTopic, said
 
@@ -276,3 +279,56 @@ async def test_background_jobs_start_with_the_first_request_and_stop_on_sigterm(
         assert len(ticks) == count
     finally:
         background._jobs.pop("test-job", None)
+
+
+class ReceiveFailsWhenCancelled:
+    """The channel layer, but for a receive that ends with an error when cancelled (a read cut mid-way)."""
+
+    def __init__(self, layer) -> None:
+        self.layer = layer
+
+    def __getattr__(self, name: str):
+        return getattr(self.layer, name)
+
+    async def receive(self, channel: str) -> dict:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise ConnectionError("the read was cut") from None
+        raise AssertionError("never woken")
+
+
+@override_settings(REALTIME_SSE_KEEPALIVE=0.01)
+async def test_a_cut_stream_leaves_no_unretrieved_exception_of_its_receive(alice):
+    """The stream cancels its pending receive when its client resets; nobody looked at how that ended."""
+    loop = asyncio.get_running_loop()
+    reported: list[dict] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda loop, context: reported.append(context))
+    try:
+        layer = ReceiveFailsWhenCancelled(get_channel_layer())
+        stream = EventStream(layer, await layer.new_channel())
+        live = connection.Connection(
+            topic=EchoTopic("a"),
+            user=alice,
+            credential=Credential(user_id=alice.pk),
+            transport=stream,
+            layer=layer,
+            channel=stream.channel,
+        )
+        driver = asyncio.ensure_future(live.run(None))
+        driver.add_done_callback(stream.driver_ended)
+        assert await stream.decided is None
+        body = stream.body(driver)
+        # Suspended at a keep-alive's yield (a slow client), its receive pending ...
+        while await anext(body) != ": keep-alive\n\n":
+            pass
+        await body.aclose()  # ... when the client resets and the response is cut.
+        for _ in range(5):
+            await asyncio.sleep(0)  # the cancelled receive ends, with its error
+        del body, stream, driver, live
+        gc.collect()
+    finally:
+        loop.set_exception_handler(previous)
+    assert not reported, [context["message"] for context in reported]
+    assert await settled(alice) == NOTHING

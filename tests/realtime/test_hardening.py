@@ -357,6 +357,55 @@ async def test_an_anonymous_body_over_the_limit_is_refused_before_it_is_read(set
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "length",
+    [
+        b"67108864 ",
+        b"67108864\t",
+        b" \t67108864",
+        b"9999999999999999999",
+        b"18446744073709551615",
+        b"0" * 30 + b"3000",
+    ],
+    ids=["trailing-space", "trailing-tab", "leading-space", "19-digits", "2**64-1", "leading-zeros"],
+)
+async def test_a_content_length_is_read_as_the_http_servers_read_it(settings, length):
+    """httptools passes a trailing space on and takes 19 digits; both were read as no body."""
+    settings.REALTIME_MAX_ANONYMOUS_BODY = 1000
+    status, content, read = await call_app([(b"content-length", length)], [b"x" * 1000] * 3)
+    assert (status, read) == (413, 0)
+    assert json.loads(content)["error"] == "too_large"
+    # With a live credential the same length is honoured: Django reads the body.
+    alice = await make_user("alice")
+    _, raw = await ApiToken.aissue(alice)
+    headers = [(b"content-length", length), (b"authorization", f"Bearer {raw}".encode())]
+    status, _, read = await call_app(headers, [b"x" * 1000] * 3)
+    assert status != 413 and read == 3
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"content-length", b"+3000")],
+        [(b"content-length", b"3000, 3000")],
+        [(b"content-length", b"0x10")],
+        [(b"content-length", b"")],
+        [(b"content-length", b"3" * 5000)],
+        [(b"content-length", b"10"), (b"content-length", b"10")],
+    ],
+    ids=["sign", "list", "hex", "empty", "5000-digits", "twice"],
+)
+async def test_a_content_length_no_server_honours_is_a_400_before_the_body_is_read(headers):
+    alice = await make_user("alice")
+    _, raw = await ApiToken.aissue(alice)
+    for credential in ([], [(b"authorization", f"Bearer {raw}".encode())]):
+        status, content, read = await call_app(headers + credential, [b"x" * 10])
+        assert (status, read) == (400, 0)
+        assert json.loads(content)["error"] == "invalid"
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_a_large_body_with_a_credential_is_let_through_while_the_database_is_down(
     settings, monkeypatch
 ):

@@ -333,6 +333,8 @@ def test_the_helpers_of_other_modules_keep_their_labels_bounded():
     assert metrics.close_label(1001) == metrics.close_label(1006) == "client_gone"
     assert metrics.close_label(1011) == "1011"
     assert metrics.close_label(4000) == metrics.close_label(None) == "other"
+    # Protocol errors, invalid UTF-8 and oversized messages, by their code.
+    assert [metrics.close_label(code) for code in (1002, 1007, 1009)] == ["1002", "1007", "1009"]
     assert value(after, "realtime_db_queue_depth") == 0
 
 

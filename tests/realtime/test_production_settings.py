@@ -11,13 +11,15 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, LiveServer, free_port, make_live_server
 from tests.live.conftest import assert_refused, recv_json, ws_connect
 from tests.serve import clean_env, logged_line, long_secret_key, served
 
@@ -60,6 +62,41 @@ def test_debug_off_without_a_secret_key_stops_at_start_with_the_reason(tmp_path)
     # The same command starts with a key, or with DEBUG on (the development key).
     assert manage(tmp_path, "check", DJANGO_DEBUG="0", DJANGO_SECRET_KEY=long_secret_key()).returncode == 0
     assert manage(tmp_path, "check", DJANGO_DEBUG="1").returncode == 0
+
+
+@pytest.mark.parametrize("url", ["", "  "], ids=["empty", "blank"])
+def test_an_empty_database_url_is_unset(tmp_path, url):
+    """Compose files write `DATABASE_URL=`; settings failed with KeyError: 'ENGINE'."""
+    script = "from django.conf import settings; print(settings.DATABASES['default']['NAME'])"
+    result = manage(tmp_path, "shell", "-c", script, DATABASE_URL=url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == str(tmp_path / "db.sqlite3")
+
+
+@pytest.mark.slow
+def test_make_serve_started_three_times_at_once_in_one_checkout_serves_three_times(tmp_path):
+    """Two collectstatic runs into one staticfiles/ removed each other's files: one server never started."""
+    directories = [tmp_path / name for name in "abc"]
+    for directory in directories:
+        directory.mkdir()
+    # Their databases first, so that the `make serve` start together. The collections race
+    # only when they overlap closely: three of them make a failure likely, not certain.
+    servers = [make_live_server(directory) for directory in directories]
+    shutil.rmtree(ROOT / "staticfiles", ignore_errors=True)  # as in a fresh checkout: all to collect
+    all_up = threading.Barrier(len(directories), timeout=120)
+
+    def serve_one(directory: Path, server: LiveServer) -> int:
+        try:
+            with served(directory, server):
+                all_up.wait()  # up together, not one after the other
+                return httpx.get(f"{server.url}/accounts/login/", timeout=30).status_code
+        except BaseException:
+            all_up.abort()
+            raise
+
+    with ThreadPoolExecutor(len(directories)) as pool:
+        answers = list(pool.map(serve_one, directories, servers))
+    assert answers == [200] * len(directories)  # the login page needs the collected files' manifest
 
 
 # --- check --deploy behind a TLS proxy -----------------------------------------------------------
