@@ -2,7 +2,11 @@
 # Both set themselves up from a fresh clone (.venv, requirements, migrations).
 
 PYTHON ?= python3
-VENV := .venv
+# The virtual environment and the pinned set installed in it. make test-latest sets both in
+# the environment, not on make's command line, so the `make serve` a test starts uses them too.
+VENV ?= .venv
+REQUIREMENTS ?= requirements.txt
+LATEST_VENV := .venv-latest
 BIN := $(VENV)/bin
 PORT ?= 8000
 CHROMIUM ?= /usr/bin/chromium
@@ -35,16 +39,19 @@ REDIS_START := mkdir -p /var/lib/redis /var/log/redis && redis-server --daemoniz
 PG_START := pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | tail -n 1) main start
 REDIS_PING := $(BIN)/python -c "import redis; redis.Redis.from_url('$(TEST_REDIS_URL)', socket_connect_timeout=3).ping()"
 PG_PING := $(BIN)/python -c "import psycopg; psycopg.connect('$(TEST_DATABASE_URL)', connect_timeout=3).close()"
-INSTALLED := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
+INSTALLED := $(VENV)/.installed-$(shell cksum $(REQUIREMENTS) | cut -d' ' -f1)
+# Shell text that prints the Django and Python the suite runs on.
+RUNS_ON := $(BIN)/python -c 'import django, sys; print(f"Django {django.get_version()}, Python {sys.version.split()[0]}")'
 
-.PHONY: setup migrate run run-cluster serve test test-fast system-deps services bench lint fmt clean
+.PHONY: setup migrate run run-cluster serve test test-sqlite test-latest test-fast system-deps services bench \
+	lint fmt clean
 
-$(INSTALLED): requirements.txt
+$(INSTALLED): $(REQUIREMENTS)
 	@test -x $(BIN)/python || $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || \
 		{ $(call apt-install,python3-venv,a virtual environment in $(VENV)); }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet -r $(REQUIREMENTS)
 	rm -f $(VENV)/.installed-* && touch $@
 
 setup: $(INSTALLED)
@@ -146,11 +153,26 @@ services: setup
 ## Needs Debian chromium at $(CHROMIUM) and nginx at $(NGINX) (system-deps), Redis at $(TEST_REDIS_URL)
 ## and PostgreSQL at $(TEST_DATABASE_URL) (services).
 test: setup system-deps services
-	@echo "== make test: the suite on SQLite =="
+	@echo "== make test: the suite on SQLite, $$($(RUNS_ON)) =="
 	CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest $(PYTEST_ARGS)
-	@echo "== make test: the suite on PostgreSQL ($(TEST_DATABASE_URL)) =="
+	@echo "== make test: the suite on PostgreSQL ($(TEST_DATABASE_URL)), $$($(RUNS_ON)) =="
 	CHROMIUM=$(CHROMIUM) DATABASE_URL=$(TEST_DATABASE_URL) DJANGO_TEST_DATABASE_NAME=test_realtime_$$$$ \
 		$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## test-latest: the whole suite once, on SQLite, on the current Django (requirements-latest.txt)
+## and the newest Python 3.12+ that .ci/latest-python finds, in $(LATEST_VENV). PostgreSQL stays
+## with make test. Needs what make test needs (system-deps, services).
+test-latest:
+	@python=$$(.ci/latest-python) || { echo "make test-latest: Django 6 needs Python 3.12 or newer;" \
+		"none runs here (python3.14, python3.13, python3.12, python3 on PATH," \
+		"$${PYENV_ROOT:-$$HOME/.pyenv}/versions/*/bin/python3)." >&2; exit 1; }; \
+	VENV=$(LATEST_VENV) REQUIREMENTS=requirements-latest.txt PYTHON="$$python" \
+		$(MAKE) --no-print-directory test-sqlite
+
+## test-sqlite: the whole suite once, on SQLite, in $(VENV)
+test-sqlite: setup system-deps services
+	@echo "== the suite on SQLite, $$($(RUNS_ON)) ($(VENV)) =="
+	CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## test-fast: everything but the slow tests (real servers, browser)
 test-fast: setup
@@ -176,4 +198,4 @@ fmt: setup
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LATEST_VENV) staticfiles .pytest_cache .ruff_cache

@@ -19,8 +19,8 @@ adapted by Django.
 Private framework API is fenced in this module: ``BaseHandler`` internals
 (``load_middleware``, ``_get_response``, ``_view_middleware``),
 ``LazyObject._wrapped``/``_setup`` and ``CsrfViewMiddleware._origin_verified``,
-read from Django 5.2. tests/realtime/test_handshake.py fails loudly if an
-upgrade changes them.
+read from Django 5.2, 6.0 and 6.1 (unchanged between them).
+tests/realtime/test_handshake.py fails loudly on any other version, or if they change.
 """
 
 from __future__ import annotations

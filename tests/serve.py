@@ -6,6 +6,7 @@ import os
 import secrets
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +42,11 @@ def clean_env(base: dict[str, str] | None = None, **overrides: str) -> dict[str,
     return {**env, "DJANGO_SETTINGS_MODULE": "project.settings", **overrides}
 
 
+def served_venv() -> Path:
+    """Return the virtual environment `make serve` runs: VENV's (as make test-latest sets it), or .venv."""
+    return (ROOT / os.environ.get("VENV", ".venv")).resolve()
+
+
 def long_secret_key() -> str:
     """Return a secret key good enough for check --deploy."""
     return secrets.token_urlsafe(50)
@@ -55,6 +61,12 @@ def served(tmp_path: Path, server: LiveServer | None = None, **env: str) -> Iter
     ``server`` is one prepared so already. Yields the server (for its URL and
     manage.py) and the path of its combined output.
     """
+    # Otherwise the test would serve another Django than the suite's (.venv's, under .venv-latest).
+    if served_venv() != Path(sys.prefix).resolve():
+        raise RuntimeError(
+            f"make serve would run {served_venv()}, not this suite's {sys.prefix}: "
+            "run the suite through make (test, test-latest), or set VENV and REQUIREMENTS as they do."
+        )
     server = server or make_live_server(tmp_path)
     log_path = tmp_path / "serve.log"
     serve_env = clean_env(

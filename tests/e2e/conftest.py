@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 # Playwright's own browser download needs the internet; the system chromium does not.
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -26,6 +26,13 @@ CHROMIUM_ARGS = [
 expect.set_options(timeout=10_000)
 
 PageFactory = Callable[..., Awaitable[Page]]
+
+# Runs in every page before its own scripts: reports each Content-Security-Policy violation to
+# the test through a Playwright binding (which the policy does not govern).
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => window.reportCspViolation(
+  `${event.violatedDirective} blocked ${event.blockedURI} on ${document.URL}`));
+"""
 
 
 @pytest.fixture(autouse=True)
@@ -60,14 +67,17 @@ async def logged_in_page(browser: Browser, live_server) -> AsyncIterator[PageFac
     """Return ``await make(username, **context_options)``: a page in its own context, logged in.
 
     Each user gets their own browser context (own cookies), logged in through
-    the real login form. A JavaScript error on any page fails the test.
+    the real login form. A JavaScript error or a Content-Security-Policy violation on any
+    page fails the test: the pages must work under the strict policy (settings.SECURE_CSP).
     """
     contexts = []
     page_errors: list[str] = []
+    csp_violations: list[str] = []
 
     async def make(username: str, **context_options) -> Page:
         context = await browser.new_context(base_url=live_server.url, **context_options)
         contexts.append(context)
+        await watch_csp(context, csp_violations, username)
         page = await context.new_page()
         page.on("pageerror", lambda exc: page_errors.append(f"{username}: {exc}"))
         await log_in(page, username, password=username)
@@ -77,6 +87,17 @@ async def logged_in_page(browser: Browser, live_server) -> AsyncIterator[PageFac
     for context in contexts:
         await context.close()
     assert not page_errors, f"JavaScript errors on the page: {page_errors}"
+    assert not csp_violations, f"Content-Security-Policy violations: {csp_violations}"
+
+
+async def watch_csp(context: BrowserContext, violations: list[str], who: str) -> None:
+    """Append to ``violations`` each Content-Security-Policy violation on the context's pages."""
+
+    def report(source, text: str) -> None:
+        violations.append(f"{who}: {text}")
+
+    await context.expose_binding("reportCspViolation", report)
+    await context.add_init_script(REPORT_CSP_VIOLATIONS)
 
 
 async def log_in(page: Page, username: str, password: str) -> None:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from playwright.async_api import Page, WebSocketRoute, expect
 
-from .conftest import message_rows, open_room, send_message
+from .conftest import message_rows, open_room, send_message, watch_csp
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -204,6 +204,32 @@ async def test_user_text_is_rendered_as_text(logged_in_page, room_slug):
     await expect(alice.locator("#messages .message-text")).to_have_text([hostile])
     await expect(alice.locator("#messages img, #messages b")).to_have_count(0)
     assert dialogs == []
+
+
+async def test_the_strict_content_security_policy_is_enforced_and_its_violations_seen(browser, live_server):
+    """Every test here fails on a violation (logged_in_page); this shows the policy works at all."""
+    context = await browser.new_context(base_url=live_server.url)
+    violations: list[str] = []
+    await watch_csp(context, violations, "anonymous")
+    page = await context.new_page()
+    response = await page.goto("/accounts/login/")
+    assert "script-src 'self'; style-src 'self'" in response.headers["content-security-policy"]
+    await expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    assert violations == []
+
+    # An inline script, as an injection would add one: the browser refuses to run it.
+    ran = await page.evaluate(
+        """() => {
+          const script = document.createElement("script");
+          script.textContent = "window.inlineScriptRan = true";
+          document.head.append(script);
+          return window.inlineScriptRan === true;
+        }"""
+    )
+    assert ran is False
+    await until(lambda: violations, "the violation report")
+    assert "script-src-elem blocked inline on" in violations[0]
+    await context.close()
 
 
 async def test_room_fits_a_phone_screen(logged_in_page, room_slug):

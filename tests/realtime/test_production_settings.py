@@ -251,3 +251,59 @@ def test_make_test_stops_at_once_naming_how_to_start_postgresql(tmp_path):
         assert f"sudo pg_ctlcluster --skip-systemctl-redirect {version} main start\n" in result.stderr
     else:
         assert "sudo apt-get update && sudo apt-get install -y postgresql\n" in result.stderr
+
+
+# --- make test-latest finds its Python ------------------------------------------------------------
+
+
+def fake_pythons(tmp_path: Path, on_path: dict[str, str | None], in_pyenv: dict[str, str]) -> dict[str, str]:
+    """Return an environment whose Pythons are fakes that answer .ci/latest-python's probe.
+
+    ``on_path`` maps a command name to the version it is, or to None for one that fails (as a
+    pyenv shim of an inactive version does); ``in_pyenv`` maps pyenv's version directories to
+    versions. Every name the script tries on PATH is a fake, so no real Python is seen.
+    """
+
+    def fake(path: Path, version: str | None) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if version is None:
+            path.write_text("#!/bin/sh\nexit 127\n")
+        elif tuple(map(int, version.split("."))) >= (3, 12):
+            path.write_text(f'#!/bin/sh\necho "{version} $0"\n')
+        else:
+            path.write_text("#!/bin/sh\n")  # the probe prints nothing below 3.12
+        path.chmod(0o755)
+
+    for name in ("python3.14", "python3.13", "python3.12", "python3"):
+        fake(tmp_path / "bin" / name, on_path.get(name))
+    for directory, version in in_pyenv.items():
+        fake(tmp_path / "pyenv" / "versions" / directory / "bin" / "python3", version)
+    path = os.pathsep.join([str(tmp_path / "bin"), "/usr/bin", "/bin"])
+    return {"PATH": path, "PYENV_ROOT": str(tmp_path / "pyenv")}
+
+
+def latest_python(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run .ci/latest-python, which make test-latest asks for its Python."""
+    return subprocess.run(
+        [ROOT / ".ci" / "latest-python"], env=clean_env(**env), capture_output=True, text=True, timeout=60
+    )
+
+
+def test_make_test_latest_picks_the_newest_python_that_runs(tmp_path):
+    env = fake_pythons(
+        tmp_path,
+        on_path={"python3.13": None, "python3.12": "3.12.3", "python3": "3.11.7"},
+        in_pyenv={"3.13.1": "3.13.1", "3.12.9": "3.12.9", "3.11.7": "3.11.7"},
+    )
+    result = latest_python(env)
+    assert (result.returncode, result.stdout) == (0, f"{tmp_path}/pyenv/versions/3.13.1/bin/python3\n")
+
+
+def test_make_test_latest_without_a_python_3_12_stops_at_once_saying_so(tmp_path):
+    env = fake_pythons(tmp_path, on_path={"python3.13": None, "python3": "3.11.7"}, in_pyenv={})
+    result = latest_python(env)
+    assert (result.returncode, result.stdout) == (1, "")
+
+    result = make("test-latest", **env)
+    assert result.returncode != 0
+    assert "make test-latest: Django 6 needs Python 3.12 or newer; none runs here" in result.stderr

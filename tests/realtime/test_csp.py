@@ -1,0 +1,103 @@
+"""The strict Content-Security-Policy (settings.SECURE_CSP): on every page, and no page needs more.
+
+The header comes from Django's own middleware on Django 6 and from project.csp on 5.2;
+both must write the same policy. tests/e2e show the pages working under it in a browser.
+"""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+import pytest
+from django.conf import settings
+from django.http import HttpResponse
+from django.test import Client, RequestFactory, override_settings
+
+from project.csp import ContentSecurityPolicyMiddleware, build_policy
+
+POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+PAGES = ["/accounts/login/", "/", "/rooms/csp-check/", "/ticker/"]
+
+
+class InlineCode(HTMLParser):
+    """Collects what a strict policy would block in a page: inline scripts, styles and handlers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        # json_script's data blocks are not scripts: a policy never blocks them.
+        if tag == "script" and "src" not in attributes and attributes.get("type") != "application/json":
+            self.found.append(f"inline <script> {attributes}")
+        if tag == "style":
+            self.found.append("<style> element")
+        inline = [name for name in attributes if name == "style" or name.startswith("on")]
+        self.found += [f"{name}= on <{tag}>" for name in inline]
+
+
+@pytest.fixture
+def alice_client(django_user_model) -> Client:
+    client = Client()
+    client.force_login(django_user_model.objects.create_user("alice", password="alice"))
+    return client
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_carries_the_strict_policy_and_needs_nothing_it_blocks(alice_client, path):
+    response = alice_client.get(path)
+    assert response.status_code == 200
+    assert response["Content-Security-Policy"] == POLICY
+    page = InlineCode()
+    page.feed(response.content.decode())
+    assert page.found == []
+
+
+@pytest.mark.django_db
+def test_api_responses_and_the_logged_out_redirect_carry_it_too(alice_client):
+    assert alice_client.get("/api/rooms")["Content-Security-Policy"] == POLICY
+    assert Client().get("/")["Content-Security-Policy"] == POLICY  # the redirect to the login page
+
+
+def test_the_django_5_stand_in_writes_the_same_policy():
+    assert build_policy(settings.SECURE_CSP) == POLICY
+    middleware = ContentSecurityPolicyMiddleware(lambda request: HttpResponse("page"))
+    assert middleware(RequestFactory().get("/"))["Content-Security-Policy"] == POLICY
+
+
+def test_the_stand_in_writes_every_kind_of_value_as_django_6_does():
+    config = {
+        "default-src": ["'self'"],
+        "img-src": {"https:", "'self'"},
+        "report-uri": "/csp/",
+        "upgrade-insecure-requests": True,
+        "frame-src": None,
+        "worker-src": False,
+        "media-src": [],
+    }
+    assert build_policy(config) == (
+        "default-src 'self'; img-src 'self' https:; report-uri /csp/; upgrade-insecure-requests"
+    )
+
+
+def test_the_stand_in_keeps_a_views_own_header_and_debug_pages():
+    def respond(status=200, content_type="text/html", csp=None):
+        response = HttpResponse("page", status=status, content_type=content_type)
+        if csp:
+            response["Content-Security-Policy"] = csp
+        middleware = ContentSecurityPolicyMiddleware(lambda request: response)
+        return middleware(RequestFactory().get("/")).get("Content-Security-Policy")
+
+    assert respond(csp="default-src *") == "default-src *"
+    with override_settings(DEBUG=True):
+        # Django's debug pages (404 and 500, under DEBUG) run inline scripts: left alone, as on 6.
+        assert respond(status=500) is None
+        assert respond(status=404) is None
+        assert respond(status=404, content_type="application/json") == POLICY
+        assert respond() == POLICY
+    assert respond(status=500) == POLICY
