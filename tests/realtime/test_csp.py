@@ -47,7 +47,7 @@ def alice_client(django_user_model) -> Client:
     return client
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("path", PAGES)
 def test_every_page_carries_the_strict_policy_and_needs_nothing_it_blocks(alice_client, path):
     response = alice_client.get(path)
@@ -58,7 +58,7 @@ def test_every_page_carries_the_strict_policy_and_needs_nothing_it_blocks(alice_
     assert page.found == []
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_api_responses_and_the_logged_out_redirect_carry_it_too(alice_client):
     assert alice_client.get("/api/rooms")["Content-Security-Policy"] == POLICY
     assert Client().get("/")["Content-Security-Policy"] == POLICY  # the redirect to the login page
