@@ -106,6 +106,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # The header's links: the pages each installed app declares (realtime/navigation.py).
+                "realtime.navigation.pages",
             ],
         },
     },
