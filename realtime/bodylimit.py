@@ -10,7 +10,7 @@ token of an active user, no session cookie of a session that has not
 expired. A chunked body without a length is read up to that limit, then
 judged the same way. Requests with a live credential keep Django's own
 limits (``DATA_UPLOAD_MAX_MEMORY_SIZE``) and the uploads'
-(``REALTIME_UPLOAD_MAX_SIZE``): a tus PATCH is authenticated.
+(``UPLOADS_MAX_SIZE``): a tus PATCH is authenticated.
 
 The credential is looked up (one query on the realtime DB thread) only for
 a body over the limit, so small requests cost nothing more; a forged

@@ -211,7 +211,7 @@ def make_live_server(tmp_path: Path, **env_overrides: str) -> LiveServer:
         "DJANGO_DEBUG": "1",
         "PYTHONUNBUFFERED": "1",
         # The shared servers see a new room per test, all created by the same few users.
-        "REALTIME_ROOMS_PER_USER_PER_HOUR": "100000",
+        "CHAT_ROOMS_PER_USER_PER_HOUR": "100000",
         **env_overrides,
     }
     if "DATABASE_URL" not in env_overrides and (database_url := live_database_url()):

@@ -6,11 +6,11 @@ import asyncio
 import random
 from decimal import Decimal
 
-from django.conf import settings
 from django.core.cache import cache
 
 from realtime import publish
 
+from . import conf
 from .topic import SNAPSHOT_KEY, TickerTopic, latest, snapshot
 
 CENT = Decimal("0.01")
@@ -32,7 +32,7 @@ async def run() -> None:
     """Run the feed (an exclusive background job: one process of the cluster at a time)."""
     current = await latest()  # a process taking over goes on from the last seq
     while True:
-        await asyncio.sleep(settings.TICKER_INTERVAL)
+        await asyncio.sleep(conf.interval())
         current = step(current)
         # A leader that lost its lock runs on until it notices; the first feed to claim a
         # seq (an atomic add) publishes it, the other goes on from the latest snapshot.

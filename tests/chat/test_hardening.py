@@ -34,7 +34,7 @@ def assert_json_error(response, status: int, code: str) -> None:
     assert response.json()["error"] == code and set(response.json()) == {"error", "detail"}
 
 
-@override_settings(REALTIME_ROOMS_PER_USER_PER_HOUR=2)
+@override_settings(CHAT_ROOMS_PER_USER_PER_HOUR=2)
 async def test_rooms_a_user_may_create_per_hour_are_limited_on_every_transport():
     alice, bob = await make_user("alice"), await make_user("bob")
     await Room.objects.acreate(slug="existing")
@@ -106,9 +106,9 @@ async def test_the_lobby_pages_its_rooms():
     assert bad.status_code == 200 and "room-000" in bad.text
 
 
-@override_settings(REALTIME_ROOMS_PER_USER_PER_HOUR=2)
+@override_settings(CHAT_ROOMS_PER_USER_PER_HOUR=2)
 async def test_an_upload_to_a_new_room_counts_as_creating_it(settings, tmp_path):
-    settings.MEDIA_ROOT, settings.REALTIME_UPLOAD_TEMP_DIR = tmp_path / "media", tmp_path / "partial"
+    settings.MEDIA_ROOT, settings.UPLOADS_TEMP_DIR = tmp_path / "media", tmp_path / "partial"
     # Slugs of its own: chat.service remembers rooms it saw exist, across tests.
     alice = await make_user("alice")
     await Room.objects.acreate(slug="existing")
@@ -132,7 +132,7 @@ async def test_an_upload_to_a_new_room_counts_as_creating_it(settings, tmp_path)
     assert {room async for room in rooms} == {"upload-1", "upload-2", "existing"}
 
 
-@override_settings(REALTIME_ROOMS_PER_USER_PER_HOUR=2)
+@override_settings(CHAT_ROOMS_PER_USER_PER_HOUR=2)
 async def test_many_connections_and_posts_racing_into_one_new_room_count_once():
     alice = await make_user("alice")
     cookie = await session_cookie(alice)

@@ -73,7 +73,7 @@ frames = st.one_of(
 def unlimited(settings):
     """No rate limit: every valid message is stored, so storage is what the fuzz sees."""
     settings.REALTIME_RATE_LIMIT = "1000000/1s"
-    settings.REALTIME_TYPING_RATE = "1000000/1s"
+    settings.CHAT_TYPING_RATE = "1000000/1s"
 
 
 @pytest.fixture

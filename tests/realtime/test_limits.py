@@ -150,7 +150,7 @@ def test_local_log_slides_and_counts_refusals_as_nothing():
 
 
 async def test_typing_rate_keeps_its_own_setting(settings):
-    settings.REALTIME_TYPING_RATE = "2/1s"
+    settings.CHAT_TYPING_RATE = "2/1s"
     room = RoomTopic("general")
     user = type("U", (), {"pk": 7})()
     assert [await service.typing_allowed(user=user, topic=room) for _ in range(3)] == [True, True, False]
