@@ -22,6 +22,10 @@ from channels.layers import get_channel_layer
 
 from realtime import presence
 
+# Fixtures of the live and browser helpers, for every app's tests (they import no app).
+from tests.browser import browser, logged_in_page  # noqa: F401
+from tests.live_client import alice, alice_bearer, alice_token, anonymous, bob, logins  # noqa: F401
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

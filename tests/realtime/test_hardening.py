@@ -43,7 +43,7 @@ from realtime.models import ApiToken
 from realtime.sessions import SessionStore
 from tests.asgi import csrf_token, http, http_scope, make_user, session_cookie, ws
 from tests.conftest import ROOT, LiveServer, make_live_server
-from tests.live.conftest import bearer, cookie_header, recv_json
+from tests.live_client import bearer, cookie_header, recv_json
 from tests.serve import served
 from tests.sse_client import login
 

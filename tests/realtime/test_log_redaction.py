@@ -11,7 +11,7 @@ from uvicorn.logging import AccessFormatter
 
 from realtime.logfilters import RedactCredentials
 from tests.conftest import ROOT
-from tests.live.conftest import assert_refused, recv_json, ws_connect
+from tests.live_client import assert_refused, recv_json, ws_connect
 from tests.serve import clean_env, logged_line, served
 
 TOKEN = "Zq3vX9-secret_TOKEN.value~42"

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, free_port
-from tests.live.conftest import assert_refused, recv_json, ws_connect
+from tests.live_client import assert_refused, recv_json, ws_connect
 from tests.serve import clean_env, logged_line, long_secret_key, served
 
 TLS_WARNINGS = ("security.W004", "security.W008", "security.W012", "security.W016")

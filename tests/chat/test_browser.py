@@ -10,7 +10,7 @@ import httpx
 import pytest
 from playwright.async_api import Page, WebSocketRoute, expect
 
-from .conftest import message_rows, open_room, send_message
+from tests.chat.conftest import message_rows, open_room, send_message
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

@@ -13,7 +13,7 @@ import uuid
 import pytest
 from playwright.async_api import expect
 
-from tests.e2e.conftest import open_room, send_message
+from tests.chat.conftest import open_room, send_message
 from tests.sse_client import login
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
