@@ -19,7 +19,6 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
-from django.core.asgi import get_asgi_application
 from django.core.management import call_command
 from django.db import OperationalError
 from django.test import override_settings
@@ -34,7 +33,7 @@ from project.asgi import application
 from realtime.db import db_call
 from realtime.models import ApiToken
 from realtime.sessions import SessionStore
-from tests.asgi import csrf_token, http, http_scope, make_user, session_cookie, ws
+from tests.asgi import csrf_token, echo_application, http, http_scope, make_user, session_cookie, ws
 from tests.serve import uvicorn_with_guard
 
 # The echo topic's socket (tests/realtime/echo.py): any topic's connection behaves so.
@@ -45,8 +44,7 @@ ROOM = "/ws/echo/general/"
 
 def echo_ws(path: str, **kwargs):
     """Return a communicator to the project's app with the echo topic's WebSocket route."""
-    app = realtime.asgi.application(get_asgi_application(), "tests.realtime.echo_routes")
-    return ws(path, app=app, **kwargs)
+    return ws(path, app=echo_application(), **kwargs)
 
 
 async def open_socket(cookie: str | None = None, path: str = ROOM, **kwargs):
