@@ -42,7 +42,7 @@ _EXPORTS = {
     "online_counts": "presence",
     "rate_allow": "ratelimit",
     "register_job": "background",
-    # An app's own settings (CHAT_..., UPLOADS_...): the setting, else the environment, else its default.
+    # An app's own settings, under its own prefix: the setting, else the environment, else its default.
     "app_setting": "appsettings",
     # Metrics an app reports (realtime.metrics; the core counts the rest itself).
     "count_upload_bytes": "metrics",

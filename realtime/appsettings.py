@@ -1,6 +1,6 @@
 """An app's own settings, so the project's settings.py needs no line for an app to work or be removed.
 
-An app reads each of its settings under its own prefix (``CHAT_MAX_TEXT``)
+An app reads each of its settings under its own prefix (``SHOP_MAX_ITEMS``)
 with :func:`app_setting`: the Django setting when the project sets one,
 else the environment variable of the same name (or an earlier name), else
 the app's default.

@@ -2,9 +2,9 @@
 
 An app lists its pages on its AppConfig, as (label, URL name) pairs::
 
-    class TickerConfig(AppConfig):
-        name = "ticker"
-        realtime_pages = [("Ticker", "ticker")]
+    class BoardConfig(AppConfig):
+        name = "board"
+        realtime_pages = [("Board", "board")]  # the URL name of its page
 
 ``templates/base.html`` shows them in ``INSTALLED_APPS`` order (the context
 processor :func:`pages`), so installing an app adds its link and removing it

@@ -1,7 +1,7 @@
 """Redis between processes, the in-process layer within one: one Redis membership per process per group.
 
 channels_redis's ``RedisChannelLayer`` makes every socket a member of its
-room's group in Redis. Measured (``make bench``, the ``redis-*`` rows), that
+topic's group in Redis. Measured (``make bench``, the ``redis-*`` rows), that
 falls short in two ways:
 
 * Loss without a word. Past ``capacity`` pending messages for a process,
@@ -20,7 +20,7 @@ one relay channel. ``group_send`` goes through Redis to every process's relay
 channel, and the relay hands it to the local layer, in order. ``send`` to a
 channel of this process stays in it; to any other channel it goes through
 Redis. When Redis fails, the relay closes every local socket with 1013, so
-clients resume by replay once it is back (messages are stored first).
+clients resume by replay once it is back (a topic's events are stored first).
 """
 
 from __future__ import annotations

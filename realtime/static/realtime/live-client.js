@@ -1,8 +1,8 @@
 // LiveClient: one live connection to one topic, whatever the transport.
 //
 //   const client = new Realtime.LiveClient({
-//     wsUrl: "/ws/ticker/",
-//     sseUrl: "/sse/ticker/",
+//     wsUrl: "/ws/prices/",
+//     sseUrl: "/sse/prices/",
 //     on: { hello(event) {}, prices(event) { render(event); } },
 //   });
 //   client.connect();

@@ -4,7 +4,7 @@
 //   new SSETransport({ url, events, onOpen(), onEvent(event), onClose({ code, reason, wasOpen }) })
 //   .name  .canSend  .reportsCloseCodes  .connect()  .send(frame) -> false  .close()
 //
-// It cannot send: an app that needs to (the chat's messages) posts over its
+// It cannot send: an app that needs to (a message to post) posts over its
 // own HTTP API while LiveClient.canSend is false. Nor does it see close
 // codes or HTTP statuses (EventSource hides both): every end of the stream is
 // reported as 1006, and LiveClient asks the server whether the session is
