@@ -1,4 +1,4 @@
-"""Bounded growth in the chat (issue 12, item 7): rooms a user may create, rooms listed a page at a time."""
+"""Bounded growth in the chat: rooms a user may create, rooms listed a page at a time."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 12, item 5 in a browser: after 4401 the page asks /api/me, and goes on only as the same user.
+"""An ended session in a browser: after 4401 the page asks /api/me, and goes on only as the same user.
 
 A password change gives the changer's browser a new session key: the socket
 opened with the old key closes with 4401, and the page reconnects with its

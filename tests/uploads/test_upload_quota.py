@@ -1,4 +1,4 @@
-"""The unfinished-upload quota under concurrency (issue 12, item 3): count and creation are one step."""
+"""The unfinished-upload quota under concurrency: count and creation are one step."""
 
 from __future__ import annotations
 
