@@ -214,7 +214,8 @@ def make_live_server(tmp_path: Path, **env_overrides: str) -> LiveServer:
         "SQLITE_PATH": str(tmp_path / "live.sqlite3"),
         "DJANGO_DEBUG": "1",
         "PYTHONUNBUFFERED": "1",
-        # The shared servers see a new room per test, all created by the same few users.
+        # The shared servers see a new room per test, all created by the same few users (the
+        # chat's allowance; without the chat nothing reads it).
         "CHAT_ROOMS_PER_USER_PER_HOUR": "100000",
         **env_overrides,
     }
