@@ -14,11 +14,15 @@ installed yet.
 
 from __future__ import annotations
 
+import logging
+
 from django.apps import apps
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
+
+logger = logging.getLogger(__name__)
 
 # The AppConfig attribute an app declares its pages in.
 ATTRIBUTE = "realtime_pages"
@@ -32,8 +36,14 @@ def declared_pages() -> list[tuple[str, str]]:
 def pages(request: HttpRequest) -> dict:
     """Context processor: ``nav_pages``, each page as {"label", "url", "current"}."""
     found = []
-    for label, url_name in declared_pages():
-        url = reverse(url_name)
+    for page in declared_pages():
+        label, url_name = page
+        try:
+            url = reverse(url_name)
+        except NoReverseMatch:
+            # An app installed without its URLs: the header leaves its page out, and says why.
+            logger.warning("The page %r (URL name %r) has no URL: is its app's include() missing?", *page)
+            continue
         found.append({"label": label, "url": url, "current": request.path == url})
     return {"nav_pages": found}
 

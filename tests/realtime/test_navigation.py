@@ -58,3 +58,10 @@ def test_home_goes_to_the_first_page_or_says_no_app_is_installed(monkeypatch, dj
     declare(monkeypatch, ("Me", "api-me"), ("Health", "healthz"))
     response = navigation.home(request)
     assert (response.status_code, response["Location"]) == (302, "/api/me")
+
+
+def test_a_page_without_a_url_is_left_out_with_a_warning(monkeypatch, caplog):
+    declare(monkeypatch, ("Gone", "no-such-url"), ("Health", "healthz"))
+    pages = navigation.pages(RequestFactory().get("/"))["nav_pages"]
+    assert [page["label"] for page in pages] == ["Health"]
+    assert "(URL name 'no-such-url') has no URL" in caplog.text
