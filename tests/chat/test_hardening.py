@@ -106,8 +106,10 @@ async def test_the_lobby_pages_its_rooms():
     assert bad.status_code == 200 and "room-000" in bad.text
 
 
-@override_settings(CHAT_ROOMS_PER_USER_PER_HOUR=2)
 async def test_an_upload_to_a_new_room_counts_as_creating_it(settings, tmp_path):
+    # One override only: the settings fixture's, undone after the test (an override_settings
+    # decorator around it would be undone first, and the fixture would then restore it).
+    settings.CHAT_ROOMS_PER_USER_PER_HOUR = 2
     settings.MEDIA_ROOT, settings.UPLOADS_TEMP_DIR = tmp_path / "media", tmp_path / "partial"
     # Slugs of its own: chat.service remembers rooms it saw exist, across tests.
     alice = await make_user("alice")
