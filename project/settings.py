@@ -272,8 +272,8 @@ CSRF_FAILURE_VIEW = "realtime.views.csrf_failure"
 # directly: an app serves a file only to those who may read it (docs/uploads.md).
 MEDIA_ROOT = Path(os.environ.get("DJANGO_MEDIA_ROOT", BASE_DIR / "media"))
 
-# Each app reads its own settings under its own prefix (CHAT_, UPLOADS_, TICKER_), with
-# defaults in the app (chat/conf.py, ...): set one here or in the environment to change it.
+# Each app reads its own settings under its own prefix (<APP>_NAME, realtime.app_setting), with
+# its defaults in the app (<app>/conf.py): set one here or in the environment to change it.
 
 # Bounded growth (docs/security.md): unrevoked API tokens per user, and the
 # largest body a request without a session cookie or an Authorization header
