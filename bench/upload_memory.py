@@ -154,7 +154,7 @@ def main() -> None:
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
             "SQLITE_PATH": str(tmpdir / "db.sqlite3"),
             "DJANGO_MEDIA_ROOT": str(tmpdir / "media"),
-            "REALTIME_UPLOAD_MAX_SIZE": str(10 * args.size_mb * MB),
+            "UPLOADS_MAX_SIZE": str(10 * args.size_mb * MB),
         }
         manage(env, "migrate", "-v0")
         manage(

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.shortcuts import render
 
 from realtime import publish_sync
 
-from . import events
+from . import conf, events
 from .models import Message, Room
 from .topic import RoomTopic
 
@@ -19,9 +18,9 @@ class AnnouncementForm(forms.Form):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        # Built per form, not at import: REALTIME_MAX_TEXT is a setting, as for messages.
+        # Built per form, not at import: CHAT_MAX_TEXT is a setting, as for messages.
         self.fields["text"] = forms.CharField(
-            max_length=settings.REALTIME_MAX_TEXT, widget=forms.Textarea(attrs={"rows": 3})
+            max_length=conf.max_text(), widget=forms.Textarea(attrs={"rows": 3})
         )
 
 

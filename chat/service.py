@@ -16,7 +16,7 @@ from django.db import InterfaceError, OperationalError, connection
 
 from realtime import ClientError, db_call, publish, rate_allow, spawn
 
-from . import events
+from . import conf, events
 from .models import Message, Room
 
 if TYPE_CHECKING:
@@ -54,8 +54,8 @@ def clean_text(text: object) -> str:
     if "\x00" in text or not _encodable(text):
         # A lone surrogate cannot be stored (UTF-8), nor NUL by PostgreSQL: refuse both everywhere.
         raise ClientError("invalid", "'text' must be Unicode text without NUL or lone surrogates.")
-    if len(text) > settings.REALTIME_MAX_TEXT:
-        raise ClientError("too_large", f"'text' is over {settings.REALTIME_MAX_TEXT} characters.")
+    if len(text) > (limit := conf.max_text()):
+        raise ClientError("too_large", f"'text' is over {limit} characters.")
     return text
 
 
@@ -112,8 +112,8 @@ async def message_post(*, user, topic: RoomTopic, text: object) -> Message:
 
 
 async def typing_allowed(*, user, topic: RoomTopic) -> bool:
-    """Record one typing event by ``user`` in the room; return False over REALTIME_TYPING_RATE."""
-    return await rate_allow(user_id=user.pk, key=f"typing:{topic.group}", rate=settings.REALTIME_TYPING_RATE)
+    """Record one typing event by ``user`` in the room; return False over CHAT_TYPING_RATE."""
+    return await rate_allow(user_id=user.pk, key=f"typing:{topic.group}", rate=conf.typing_rate())
 
 
 async def attachment_post(*, user, topic: RoomTopic, upload) -> Message:
@@ -268,7 +268,7 @@ def parse_limit(raw: str | None) -> int:
 # -- rooms: creation limit and listing ------------------------------------------
 # A room is created by the first connection or message naming it (room_open,
 # _messages_create). How many a user may create is limited
-# (REALTIME_ROOMS_PER_USER_PER_HOUR): the room's admission step asks before the
+# (CHAT_ROOMS_PER_USER_PER_HOUR): the room's admission step asks before the
 # handshake or the SSE stream that would create one, chat.views before
 # storing a valid message that would.
 
@@ -297,7 +297,7 @@ def _remember_room(slug: str) -> None:
 
 
 def _room_creation_rate() -> str:
-    return f"{settings.REALTIME_ROOMS_PER_USER_PER_HOUR}/1h"
+    return f"{conf.rooms_per_user_per_hour()}/1h"
 
 
 def room_creation_allowed_sync(*, user, slug: str) -> bool:
@@ -305,7 +305,7 @@ def room_creation_allowed_sync(*, user, slug: str) -> bool:
 
     An allowed creation is made at once, so what follows (the connection,
     the message) finds the room, and counts once: one of the user's
-    REALTIME_ROOMS_PER_USER_PER_HOUR. A refused user creates nothing. Sync
+    CHAT_ROOMS_PER_USER_PER_HOUR. A refused user creates nothing. Sync
     ORM, meant for the realtime DB thread, which runs one call at a time: of
     many requests racing to open one new room, the first creates it and the
     others find it (in each process). The limit itself is checked on the
@@ -329,7 +329,7 @@ async def room_creation_allowed(*, user, slug: str) -> bool:
 
 def room_limit_detail() -> str:
     """Return the detail of the answer to one new room too many."""
-    return ROOM_LIMIT_DETAIL.format(settings.REALTIME_ROOMS_PER_USER_PER_HOUR)
+    return ROOM_LIMIT_DETAIL.format(conf.rooms_per_user_per_hour())
 
 
 async def require_room_creation_allowed(*, user, slug: str) -> None:

@@ -1,11 +1,12 @@
-"""The chat's URLs: pages, the JSON API and the SSE stream of a room."""
+"""The chat's URLs: pages, the JSON API, the SSE stream of a room, and its admin pages' earlier URLs."""
 
-from django.urls import path, register_converter
+from django.contrib import admin
+from django.urls import include, path, register_converter
 
 from realtime import stream_view
 
 from . import views
-from .models import SLUG_PATTERN
+from .models import SLUG_PATTERN, Message, Room
 from .topic import RoomTopic
 
 
@@ -30,4 +31,10 @@ urlpatterns = [
     path("api/rooms/<room:slug>/messages", views.room_messages, name="api-room-messages"),
     path("api/rooms/<room:slug>/presence", views.room_presence, name="api-room-presence"),
     path("sse/rooms/<room:slug>/", stream_view(RoomTopic), name="sse-room"),
+    # Rooms and messages were the core's models: the wire contract keeps their admin
+    # pages at the earlier URLs (/admin/realtime/message/...) as well.
+    *[
+        path(f"admin/realtime/{model._meta.model_name}/", include(admin.site.get_model_admin(model).urls))
+        for model in (Room, Message)
+    ],
 ]

@@ -17,8 +17,11 @@ require_redis()
 
 
 def build_application(http_app=None):
-    """Return the project's ASGI app, loading MIDDLEWARE as the settings stand now."""
-    return realtime.asgi.application(http_app or get_asgi_application(), "project.routing")
+    """Return the project's ASGI app, loading MIDDLEWARE as the settings stand now.
+
+    WebSocket routes are every installed app's ``routing.websocket_urlpatterns`` (realtime.routing).
+    """
+    return realtime.asgi.application(http_app or get_asgi_application(), "realtime.routing")
 
 
 application = build_application(django_asgi_app)

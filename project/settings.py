@@ -131,6 +131,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # The header's links: the pages each installed app declares (realtime/navigation.py).
+                "realtime.navigation.pages",
             ],
         },
     },
@@ -248,7 +250,6 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Realtime limits (the wire contract (docs/contract.md), section 3); each can be
 # overridden from the environment.
-REALTIME_MAX_TEXT = int(os.environ.get("REALTIME_MAX_TEXT", "2000"))
 REALTIME_MAX_FRAME = int(os.environ.get("REALTIME_MAX_FRAME", str(64 * 1024)))
 REALTIME_RATE_LIMIT = os.environ.get("REALTIME_RATE_LIMIT", "20/10s")
 REALTIME_MAX_CONNECTIONS_PER_USER = int(os.environ.get("REALTIME_MAX_CONNECTIONS_PER_USER", "20"))
@@ -256,8 +257,6 @@ REALTIME_MAX_CONNECTIONS_PER_USER = int(os.environ.get("REALTIME_MAX_CONNECTIONS
 REALTIME_PRESENCE_TTL = int(os.environ.get("REALTIME_PRESENCE_TTL", "30"))
 # Seconds between SSE keep-alive comments (proxies drop silent streams).
 REALTIME_SSE_KEEPALIVE = float(os.environ.get("REALTIME_SSE_KEEPALIVE", "15"))
-# Typing events per user and room; more are dropped silently (a hint, not a message).
-REALTIME_TYPING_RATE = os.environ.get("REALTIME_TYPING_RATE", "5/1s")
 # How often a live connection re-checks its session or token (expiry, revocation).
 REALTIME_REVALIDATE_SECONDS = float(os.environ.get("REALTIME_REVALIDATE_SECONDS", "300"))
 
@@ -295,34 +294,16 @@ LOGGING = {
 
 CSRF_FAILURE_VIEW = "realtime.views.csrf_failure"
 
-# Uploads: tus 1.0 at /api/uploads/ (the wire contract (docs/contract.md), section 5; docs/uploads.md).
-# Unfinished uploads grow in REALTIME_UPLOAD_TEMP_DIR (shared by every server
-# process); finished ones go to the STORAGES alias REALTIME_UPLOAD_STORAGE.
-# MEDIA_ROOT holds them with the default FileSystemStorage: never serve it
-# directly, attachments are served only to those who may read the room.
+# Uploaded files: MEDIA_ROOT holds them with the default FileSystemStorage. Never serve it
+# directly: an app serves a file only to those who may read it (docs/uploads.md).
 MEDIA_ROOT = Path(os.environ.get("DJANGO_MEDIA_ROOT", BASE_DIR / "media"))
-REALTIME_UPLOAD_STORAGE = os.environ.get("REALTIME_UPLOAD_STORAGE", "default")
-REALTIME_UPLOAD_TEMP_DIR = Path(os.environ.get("REALTIME_UPLOAD_TEMP_DIR", MEDIA_ROOT / "partial"))
-REALTIME_UPLOAD_MAX_SIZE = int(os.environ.get("REALTIME_UPLOAD_MAX_SIZE", str(500 * 1024 * 1024)))
-# Unfinished uploads per user; the next creation is refused with 429.
-REALTIME_UPLOAD_MAX_ACTIVE_PER_USER = int(os.environ.get("REALTIME_UPLOAD_MAX_ACTIVE_PER_USER", "5"))
-# Unfinished uploads untouched this long are abandoned: they stop counting
-# against the quota, and `manage.py cleanup_uploads` deletes them.
-REALTIME_UPLOAD_EXPIRE_HOURS = float(os.environ.get("REALTIME_UPLOAD_EXPIRE_HOURS", "24"))
-# The topic kind an upload's ``room`` metadata names: who may upload there, and
-# whose app posts the finished upload (the chat, as a message).
-REALTIME_UPLOAD_TOPIC = os.environ.get("REALTIME_UPLOAD_TOPIC", "room")
-# Seconds between two upload_progress events of one upload.
-REALTIME_UPLOAD_PROGRESS_INTERVAL = float(os.environ.get("REALTIME_UPLOAD_PROGRESS_INTERVAL", "0.25"))
 
-# The stock-ticker dashboard (ticker/): seconds between two price snapshots.
-TICKER_INTERVAL = float(os.environ.get("TICKER_INTERVAL", "1"))
+# Each app reads its own settings under its own prefix (<APP>_NAME, realtime.app_setting), with
+# its defaults in the app (<app>/conf.py): set one here or in the environment to change it.
 
-# Bounded growth (docs/security.md): rooms a user may create per hour (a
-# connection or post that would create one more is refused), unrevoked API
-# tokens per user, and the largest body a request without a session cookie or
-# an Authorization header may send (refused with 413 before it is read).
-REALTIME_ROOMS_PER_USER_PER_HOUR = int(os.environ.get("REALTIME_ROOMS_PER_USER_PER_HOUR", "20"))
+# Bounded growth (docs/security.md): unrevoked API tokens per user, and the
+# largest body a request without a session cookie or an Authorization header
+# may send (refused with 413 before it is read).
 REALTIME_MAX_TOKENS_PER_USER = int(os.environ.get("REALTIME_MAX_TOKENS_PER_USER", "20"))
 REALTIME_MAX_ANONYMOUS_BODY = int(os.environ.get("REALTIME_MAX_ANONYMOUS_BODY", str(64 * 1024)))
 # Seconds a connection has to send its request's headers under `make serve`

@@ -1,12 +1,10 @@
-"""URLs: each app's pages and API, accounts and the admin."""
+"""URLs: each app's pages and API (one include() per app), the core's, accounts and the admin."""
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
-from chat.models import Message, Room
 from realtime import views as core
-from uploads.models import Upload
 
 urlpatterns = [
     path("", include("chat.urls")),
@@ -21,12 +19,6 @@ urlpatterns = [
         auth_views.PasswordChangeDoneView.as_view(),
         name="password_change_done",
     ),
-    # Rooms, messages and uploads were the core's models, and the wire contract keeps
-    # their admin pages where they were (/admin/realtime/message/...) as well.
-    *[
-        path(f"admin/realtime/{model._meta.model_name}/", include(admin.site.get_model_admin(model).urls))
-        for model in (Room, Message, Upload)
-    ],
     path("admin/", admin.site.urls),
     # Last: any other /api/ URL is a JSON 404, DEBUG or not (DEBUG skips handler404).
     re_path(r"^api/", core.not_found),

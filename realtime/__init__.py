@@ -48,6 +48,8 @@ _EXPORTS = {
     # An app's own metrics and client error codes (realtime.metrics; the core counts the rest itself).
     "counter": "app_metrics",
     "register_error_codes": "app_metrics",
+    # An app's own settings, under its own prefix: the setting, else the environment, else its default.
+    "app_setting": "appsettings",
     # Close codes.
     "SESSION_ENDED": "codes",
     "USER_DEACTIVATED": "codes",

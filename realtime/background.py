@@ -2,7 +2,7 @@
 
 An app registers a job in its ``AppConfig.ready()``::
 
-    background.register("price-feed", feed.run, exclusive=True)
+    background.register("prices-feed", feed.run, exclusive=True)
 
 Neither Daphne nor uvicorn as ``make serve`` runs it (``--lifespan off``)
 sends lifespan events, so jobs start on the process's first request or

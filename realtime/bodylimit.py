@@ -9,8 +9,8 @@ the request carries no live credential: no ``Authorization: Bearer``
 token of an active user, no session cookie of a session that has not
 expired. A chunked body without a length is read up to that limit, then
 judged the same way. Requests with a live credential keep Django's own
-limits (``DATA_UPLOAD_MAX_MEMORY_SIZE``) and each app's own: a large body
-(a file an app stores, say) comes from someone who logged in.
+limits (``DATA_UPLOAD_MAX_MEMORY_SIZE``) and an app's own, such as the
+largest file it accepts: such a request is authenticated.
 
 The credential is looked up (one query on the realtime DB thread) only for
 a body over the limit, so small requests cost nothing more; a forged

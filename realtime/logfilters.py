@@ -3,7 +3,7 @@
 API tokens travel as ``?access_token=`` on WebSocket and SSE handshakes (a
 browser cannot set headers there) and as ``Authorization: Bearer`` elsewhere.
 Servers log request lines with their query string: uvicorn's
-``"WebSocket /ws/board/x/?access_token=…" [accepted]`` on ``uvicorn.error``,
+``"WebSocket /ws/<topic>/?access_token=…" [accepted]`` on ``uvicorn.error``,
 its access log, Daphne's through ``django.channels.server``.
 :class:`RedactCredentials` is a handler filter that rewrites such records
 before any formatter sees them. ``project/settings.py`` puts it on the console
@@ -213,7 +213,7 @@ class JsonFormatter(logging.Formatter):
 
     ``{"time": "2026-11-22T10:00:00.123Z", "level": "INFO", "logger":
     "realtime.connections", "message": "connection ended: ...", "transport":
-    "websocket", "topic": "board", "duration_s": 12.5, "code": "1000"}``;
+    "websocket", "topic": "echo", "duration_s": 12.5, "code": "1000"}``;
     ``exc_info`` for a traceback. Field values other than strings, numbers,
     booleans and None are written as their (redacted) text.
     """

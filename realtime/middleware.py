@@ -89,9 +89,9 @@ class ApiBodyErrorsMiddleware:
     The body is read into memory before it is parsed, so it stays readable
     afterwards: Django parses a multipart body straight from the stream,
     and a view that then reads ``request.body`` (any JSON endpoint sent a
-    form) would raise ``RawPostDataException``, a 500. No endpoint under
-    /api/ takes file uploads this way (uploads are tus PATCHes), so the
-    whole body is held to ``DATA_UPLOAD_MAX_MEMORY_SIZE``.
+    form) would raise ``RawPostDataException``, a 500. The JSON API takes no
+    multipart files (an app that stores files streams them otherwise), so
+    the whole body is held to ``DATA_UPLOAD_MAX_MEMORY_SIZE``.
     """
 
     sync_capable = True

@@ -20,7 +20,7 @@ one relay channel. ``group_send`` goes through Redis to every process's relay
 channel, and the relay hands it to the local layer, in order. ``send`` to a
 channel of this process stays in it; to any other channel it goes through
 Redis. When Redis fails, the relay closes every local socket with 1013, so
-clients resume by replay once it is back (messages are stored first).
+clients resume by replay once it is back (a topic's events are stored first).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Which live message events a connection skips: those it started after, and those replay already sent."""
+"""Which live events a connection skips: those it started after, and those replay already sent."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ REMEMBER_SECONDS = 60.0
 
 
 class LiveFilter:
-    """Skip live message events at or below ``floor`` and those replay sent (by id, not by a high-water mark).
+    """Skip live events at or below ``floor`` and those replay sent (by id, not by a high-water mark).
 
     A high-water mark would be wrong with several processes: each stores and
-    broadcasts its own messages, so a topic's ids can arrive out of order (B's
+    broadcasts its own events, so a topic's ids can arrive out of order (B's
     id 101 before A's id 100), and a mark would drop 100 for good.
     """
 
@@ -24,20 +24,20 @@ class LiveFilter:
         self.replayed: set[int] | None = None  # None, not an empty set: most connections never replay
         self.forget_at = 0.0
 
-    def replaying(self, message_id: int) -> None:
-        """Note that replay sent ``message_id``."""
+    def replaying(self, event_id: int) -> None:
+        """Note that replay sent ``event_id``."""
         if self.replayed is None:
             self.replayed = set()
-        self.replayed.add(message_id)
+        self.replayed.add(event_id)
         self.forget_at = time.monotonic() + REMEMBER_SECONDS
 
-    def fresh(self, message_id: int) -> bool:
-        """Return whether a live event with ``message_id`` is new to this connection."""
-        if message_id <= self.floor:
+    def fresh(self, event_id: int) -> bool:
+        """Return whether a live event with ``event_id`` is new to this connection."""
+        if event_id <= self.floor:
             return False
         if self.replayed is None:
             return True
         if time.monotonic() > self.forget_at:
             self.replayed = None
             return True
-        return message_id not in self.replayed
+        return event_id not in self.replayed

@@ -38,8 +38,8 @@ It reads the parser callbacks of uvicorn's ``HttpToolsProtocol``
 (``connection_made``, ``on_message_begin``, ``on_headers_complete``,
 ``connection_lost``, ``handle_websocket_upgrade``, ``ws_protocol_class``) and
 the sans-I/O protocol's ``conn``, ``handshake_initiated`` and text-message
-path (``send_receive_event_to_app``); tests/realtime/test_hardening.py
-and tests/chat/test_serve_hardening.py fail if an upgrade changes them.
+path (``send_receive_event_to_app``); the hardening tests through
+``make serve`` fail if an upgrade changes them.
 """
 
 from __future__ import annotations

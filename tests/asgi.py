@@ -14,8 +14,10 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.asgi import get_asgi_application
 from django.test import Client
 
+import realtime.asgi
 from project.asgi import application
 
 HOST = "testserver"
@@ -34,6 +36,16 @@ async def session_cookie(user) -> str:
     client = Client()
     await sync_to_async(client.force_login)(user)
     return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+
+def echo_application():
+    """Return the project's ASGI app with the echo topic's WebSocket route (tests/realtime/echo.py).
+
+    The core's tests open sockets there: any topic's connection behaves as
+    the echo topic's, and no app need be installed. Built per call, so the
+    middleware is the settings' of the moment.
+    """
+    return realtime.asgi.application(get_asgi_application(), "tests.realtime.echo_routes")
 
 
 def ws(path: str, *, cookie: str | None = None, origin: str | None = ORIGIN, headers=(), app=None):

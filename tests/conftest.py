@@ -22,6 +22,10 @@ from channels.layers import get_channel_layer
 
 from realtime.process import process
 
+# Fixtures of the live and browser helpers, for every app's tests (they import no app).
+from tests.browser import browser, logged_in_page  # noqa: F401
+from tests.live_client import alice, alice_bearer, alice_token, anonymous, bob, logins  # noqa: F401
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -214,8 +218,9 @@ def make_live_server(tmp_path: Path, **env_overrides: str) -> LiveServer:
         "SQLITE_PATH": str(tmp_path / "live.sqlite3"),
         "DJANGO_DEBUG": "1",
         "PYTHONUNBUFFERED": "1",
-        # The shared servers see a new room per test, all created by the same few users.
-        "REALTIME_ROOMS_PER_USER_PER_HOUR": "100000",
+        # The shared servers see a new room per test, all created by the same few users (the
+        # chat's allowance; without the chat nothing reads it).
+        "CHAT_ROOMS_PER_USER_PER_HOUR": "100000",
         **env_overrides,
     }
     if "DATABASE_URL" not in env_overrides and (database_url := live_database_url()):

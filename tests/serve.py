@@ -121,3 +121,46 @@ def logged_line(log_path: Path, *parts: str, timeout: float = 5) -> str:
         if time.monotonic() > deadline:
             raise AssertionError(f"no line with {parts} in:\n{log_path.read_text(errors='replace')}")
         time.sleep(0.05)
+
+
+@contextmanager
+def uvicorn_with_guard(tmp_path, **env: str) -> Iterator[LiveServer]:
+    """Run uvicorn as `make serve` would, with the header-timeout protocol (realtime.serverguard)."""
+    server = make_live_server(tmp_path, **env)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "project.asgi:application",
+            "--port",
+            str(server.port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "realtime.serverguard:HttpToolsProtocol",
+            "--lifespan",
+            "off",
+            "--ws",
+            "websockets-sansio",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=server.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, "uvicorn exited early"
+            try:
+                if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "uvicorn did not answer /healthz"
+                time.sleep(0.1)
+        yield server
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

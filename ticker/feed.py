@@ -6,10 +6,9 @@ import asyncio
 import random
 from decimal import Decimal
 
-from django.conf import settings
-
 from realtime import publish
 
+from . import conf
 from .topic import TickerTopic, advance, latest, snapshot
 
 CENT = Decimal("0.01")
@@ -30,7 +29,7 @@ async def run() -> None:
     """Run the feed (an exclusive background job: one process of the cluster at a time)."""
     current = await latest()  # a process taking over, or started again, goes on from the stored seq
     while True:
-        await asyncio.sleep(settings.TICKER_INTERVAL)
+        await asyncio.sleep(conf.interval())
         following = step(current)
         # Shielded: SIGTERM cancelling the feed between storing a tick and publishing it would leave
         # the clients of the other processes a gap.

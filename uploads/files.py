@@ -2,9 +2,9 @@
 
 Why a local partial file: Django's Storage API has ``save``/``open``/``delete``
 but no append, and object stores (S3 and friends) cannot append either. So a
-running upload grows a file under ``REALTIME_UPLOAD_TEMP_DIR`` (written at
+running upload grows a file under ``UPLOADS_TEMP_DIR`` (written at
 its offset, so a retried PATCH overwrites rather than duplicates), and the
-finished file is handed to ``storages[REALTIME_UPLOAD_STORAGE].save()`` once.
+finished file is handed to ``storages[UPLOADS_STORAGE].save()`` once.
 With ``FileSystemStorage`` on the same filesystem that hand-off is a rename
 (``temporary_file_path``); other backends stream it up in blocks. Chunk
 files concatenated on completion would cost a second full copy for nothing.
@@ -21,10 +21,11 @@ import logging
 import mimetypes
 from pathlib import Path
 
-from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import storages
 from django.http import FileResponse, StreamingHttpResponse
+
+from . import conf
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +38,12 @@ INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", 
 
 def storage():
     """Return the storage finished uploads go to (an alias of ``STORAGES``)."""
-    return storages[settings.REALTIME_UPLOAD_STORAGE]
+    return storages[conf.storage()]
 
 
 def partial_path(public_id: str) -> Path:
     """Return where the bytes of a running upload accumulate."""
-    return Path(settings.REALTIME_UPLOAD_TEMP_DIR) / f"{public_id}.part"
+    return conf.temp_dir() / f"{public_id}.part"
 
 
 def partial_create(upload) -> None:

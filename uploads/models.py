@@ -19,7 +19,7 @@ target_validator = RegexValidator(rf"^{TARGET_PATTERN}\Z", "Use 1 to 50 of a-z, 
 class Upload(models.Model):
     """A resumable upload; once complete, the attachment of a message in its room.
 
-    The bytes live in a partial file under ``REALTIME_UPLOAD_TEMP_DIR`` while
+    The bytes live in a partial file under ``UPLOADS_TEMP_DIR`` while
     the upload runs, then in the upload storage under ``stored_name``.
     """
 

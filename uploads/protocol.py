@@ -6,9 +6,9 @@ import base64
 import binascii
 import unicodedata
 
-from django.conf import settings
-
 from realtime import ClientError
+
+from . import conf
 
 TUS_VERSION = "1.0.0"
 EXTENSIONS = "creation,termination,checksum"
@@ -37,7 +37,7 @@ def server_headers() -> dict[str, str]:
     return {
         "Tus-Version": TUS_VERSION,
         "Tus-Extension": EXTENSIONS,
-        "Tus-Max-Size": str(settings.REALTIME_UPLOAD_MAX_SIZE),
+        "Tus-Max-Size": str(conf.max_size()),
         "Tus-Checksum-Algorithm": CHECKSUM_ALGORITHMS,
     }
 

@@ -10,7 +10,6 @@ import uuid
 import weakref
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -27,7 +26,7 @@ from realtime import (
     topic_for,
 )
 
-from . import files, metrics
+from . import conf, files, metrics
 from .models import TARGET_PATTERN, Upload
 from .protocol import UploadError, clean_filename
 from .signals import upload_creating, upload_finished
@@ -46,7 +45,7 @@ TARGET_RE = re.compile(rf"{TARGET_PATTERN}\Z")
 
 def target(room: str) -> Topic:
     """Return the topic an upload is posted to: who may upload there, and what it counts against."""
-    return topic_for(settings.REALTIME_UPLOAD_TOPIC, room)
+    return topic_for(conf.topic(), room)
 
 
 def _not_found() -> ClientError:
@@ -55,13 +54,13 @@ def _not_found() -> ClientError:
 
 def _active_since():
     """Return the cut-off before which an incomplete upload counts as abandoned."""
-    return timezone.now() - timedelta(hours=settings.REALTIME_UPLOAD_EXPIRE_HOURS)
+    return timezone.now() - timedelta(hours=conf.expire_hours())
 
 
 async def upload_create(*, user, length: int, metadata: dict[str, str]) -> Upload:
     """Create an upload of ``length`` bytes for ``metadata`` (``room``, ``filename``); return it."""
-    if length > settings.REALTIME_UPLOAD_MAX_SIZE:
-        raise ClientError("too_large", f"Uploads are limited to {settings.REALTIME_UPLOAD_MAX_SIZE} bytes.")
+    if length > (limit := conf.max_size()):
+        raise ClientError("too_large", f"Uploads are limited to {limit} bytes.")
     room = metadata.get("room")
     if not room:
         raise ClientError("invalid", "'Upload-Metadata' must carry 'room'.")
@@ -71,7 +70,7 @@ async def upload_create(*, user, length: int, metadata: dict[str, str]) -> Uploa
     if not topic.can_join(user):
         raise ClientError("forbidden", "You may not post to this room.")
     await upload_creating.asend(sender=Upload, user=user, target=room)
-    limit = settings.REALTIME_UPLOAD_MAX_ACTIVE_PER_USER
+    limit = conf.max_active_per_user()
     # A first look without a lock, so a creation over the quota costs no rate-limit hit;
     # the count that decides is taken again below, atomically with the creation.
     if await _active_count(user=user) >= limit:
@@ -262,7 +261,7 @@ def uploads_cleanup(*, older_than: timedelta) -> dict[str, int]:
     ).delete()
     known = {pk.hex for pk in Upload.objects.filter(completed__isnull=True).values_list("id", flat=True)}
     stray = 0
-    for path in Path(settings.REALTIME_UPLOAD_TEMP_DIR).glob("*.part"):
+    for path in conf.temp_dir().glob("*.part"):
         if path.stem not in known and path.stat().st_mtime < cutoff.timestamp():
             path.unlink(missing_ok=True)
             stray += 1
@@ -302,7 +301,7 @@ class ProgressReporter:
             self._prune()
         entry = self._uploads.setdefault(key, _Progress(user_id=upload.user_id, size=upload.size))
         entry.offset = max(entry.offset, offset)
-        wait = entry.sent_at + settings.REALTIME_UPLOAD_PROGRESS_INTERVAL - time.monotonic()
+        wait = entry.sent_at + conf.progress_interval() - time.monotonic()
         if entry.offset < entry.size and wait > 0:
             if entry.timer is None:
                 entry.timer = asyncio.get_running_loop().call_later(wait, self._trailing, key)

@@ -1,18 +1,16 @@
-"""Room, Message and Upload now belong to the apps ``chat`` and ``uploads``: forget them here.
+"""Replaced by 0001_squashed_0004: forget the models apps took over (state only, the tables stay).
 
-State only: the tables stay, and the apps' first migrations take the models
-over. The core keeps ApiToken.
+Kept for a database that applied 0001-0003 and not this one. It names no
+app: the apps that adopt these tables order themselves after 0003
+(realtime.migration_ops.AdoptOrCreateModel), so the core migrates without
+them.
 """
 
 from django.db import migrations
 
 
 class Migration(migrations.Migration):
-    dependencies = [
-        ("realtime", "0003_upload"),
-        ("chat", "0001_initial"),
-        ("uploads", "0001_initial"),
-    ]
+    dependencies = [("realtime", "0003_upload")]
 
     operations = [
         migrations.SeparateDatabaseAndState(

@@ -1,15 +1,11 @@
-"""Management commands: create_token, announce, seed_demo."""
+"""The chat's management command: announce."""
 
 from __future__ import annotations
 
 from io import StringIO
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
-from django.test import override_settings
-
-from realtime.models import ApiToken, hash_token
 
 pytestmark = pytest.mark.django_db
 
@@ -21,18 +17,6 @@ def run(*args: str) -> str:
     return out.getvalue()
 
 
-def test_create_token_prints_a_token_stored_only_as_a_hash():
-    get_user_model().objects.create_user("alice", password="alice")
-    raw = run("create_token", "alice").strip()
-    token = ApiToken.objects.get()
-    assert token.digest == hash_token(raw) and raw not in (token.digest, token.prefix)
-
-
-def test_create_token_for_unknown_user_fails():
-    with pytest.raises(CommandError, match="No user"):
-        run("create_token", "ghost")
-
-
 def test_announce_without_redis_says_it_needs_redis_url():
     with pytest.raises(CommandError, match="REDIS_URL"):
         run("announce", "lobby", "hello")
@@ -42,22 +26,3 @@ def test_announce_without_redis_says_it_needs_redis_url():
 def test_announce_rejects_bad_arguments(room, text):
     with pytest.raises(CommandError):
         run("announce", room, text)
-
-
-@override_settings(DEBUG=True)
-def test_seed_demo_creates_demo_users_once():
-    run("seed_demo")
-    run("seed_demo")
-    users = get_user_model().objects.order_by("username")
-    assert [(u.username, u.is_superuser) for u in users] == [
-        ("admin", True),
-        ("alice", False),
-        ("bob", False),
-    ]
-    assert users.get(username="alice").check_password("alice")
-
-
-@override_settings(DEBUG=False)
-def test_seed_demo_does_nothing_without_debug():
-    assert "DEBUG is off" in run("seed_demo")
-    assert not get_user_model().objects.exists()

@@ -18,9 +18,12 @@ from django.utils.functional import LazyObject, SimpleLazyObject, empty
 from project.asgi import build_application
 from realtime.handshake import DjangoMiddlewareWebSocketRouter
 from realtime.models import ApiToken
-from tests.asgi import HOST, http, make_user, session_cookie, ws
+from tests.asgi import HOST, echo_application, http, make_user, session_cookie, ws
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+# A topic's WebSocket: the echo topic's (tests/realtime/echo.py), through echo_application().
+TOPIC = "/ws/echo/lobby/"
 
 
 def echo_app() -> ProtocolTypeRouter:
@@ -58,14 +61,14 @@ async def test_anonymous_handshake_reaches_consumer_as_anonymous_user():
     await comm.disconnect()
 
 
-async def test_room_refuses_handshake_without_identity():
-    assert await refused(ws("/ws/rooms/lobby/"))
+async def test_a_topic_refuses_handshake_without_identity():
+    assert await refused(ws(TOPIC, app=echo_application()))
 
 
 async def test_unknown_websocket_path_is_refused():
     alice = await make_user("alice")
     assert await refused(ws("/ws/nowhere/", cookie=await session_cookie(alice)))
-    assert await refused(ws("/ws/rooms/Not_A_Slug/", cookie=await session_cookie(alice)))
+    assert await refused(ws("/ws/echo/a/b/", cookie=await session_cookie(alice), app=echo_application()))
 
 
 async def test_middleware_added_to_settings_guards_http_and_websocket_at_once():
@@ -75,12 +78,12 @@ async def test_middleware_added_to_settings_guards_http_and_websocket_at_once():
     with override_settings(
         MIDDLEWARE=[*settings.MIDDLEWARE, "tests.middleware.RefuseBlockedHeaderMiddleware"]
     ):
-        app = build_application()
+        app = echo_application()
         async with http(cookie=cookie, app=app) as client:
             assert (await client.get("/api/me")).status_code == 200
             assert (await client.get("/api/me", headers=dict(blocked))).status_code == 403
-        assert not await refused(ws("/ws/rooms/lobby/", cookie=cookie, app=app))
-        assert await refused(ws("/ws/rooms/lobby/", cookie=cookie, headers=blocked, app=app))
+        assert not await refused(ws(TOPIC, cookie=cookie, app=app))
+        assert await refused(ws(TOPIC, cookie=cookie, headers=blocked, app=app))
 
 
 async def test_login_required_middleware_guards_consumers_like_views():
@@ -90,7 +93,7 @@ async def test_login_required_middleware_guards_consumers_like_views():
             {"websocket": DjangoMiddlewareWebSocketRouter("tests.ws_routes"), "http": build_application()}
         )
         async with http(app=app) as client:
-            response = await client.get("/rooms/lobby/")
+            response = await client.get("/")
         assert response.status_code == 302 and "/accounts/login/" in response.headers["location"]
         assert await refused(ws("/echo/x/", app=app))
         # @login_not_required works on a consumer exactly as on a view.
@@ -101,28 +104,30 @@ async def test_login_required_middleware_guards_consumers_like_views():
 async def test_foreign_origin_is_refused():
     alice = await make_user("alice")
     cookie = await session_cookie(alice)
-    assert await refused(ws("/ws/rooms/lobby/", cookie=cookie, origin="http://evil.example"))
-    assert await refused(ws("/ws/rooms/lobby/", cookie=cookie, origin=f"https://{HOST}"))
+    assert await refused(ws(TOPIC, app=echo_application(), cookie=cookie, origin="http://evil.example"))
+    assert await refused(ws(TOPIC, app=echo_application(), cookie=cookie, origin=f"https://{HOST}"))
 
 
 async def test_csrf_trusted_origin_is_accepted():
     alice = await make_user("alice")
     cookie = await session_cookie(alice)
     with override_settings(CSRF_TRUSTED_ORIGINS=["https://app.example"]):
-        assert not await refused(ws("/ws/rooms/lobby/", cookie=cookie, origin="https://app.example"))
-        assert await refused(ws("/ws/rooms/lobby/", cookie=cookie, origin="https://other.example"))
+        assert not await refused(
+            ws(TOPIC, app=echo_application(), cookie=cookie, origin="https://app.example")
+        )
+        assert await refused(ws(TOPIC, app=echo_application(), cookie=cookie, origin="https://other.example"))
 
 
 async def test_secure_websocket_expects_https_origin():
     alice = await make_user("alice")
-    comm = ws("/ws/rooms/lobby/", cookie=await session_cookie(alice), origin=f"https://{HOST}")
+    comm = ws(TOPIC, app=echo_application(), cookie=await session_cookie(alice), origin=f"https://{HOST}")
     comm.scope["scheme"] = "wss"
     assert not await refused(comm)
 
 
 async def test_disallowed_host_is_refused():
     alice = await make_user("alice")
-    comm = ws("/ws/rooms/lobby/", cookie=await session_cookie(alice), origin=None)
+    comm = ws(TOPIC, app=echo_application(), cookie=await session_cookie(alice), origin=None)
     comm.scope["headers"] = [(b"host", b"evil.example"), *comm.scope["headers"][1:]]
     assert await refused(comm)
 
@@ -139,7 +144,7 @@ async def test_bearer_token_header_authenticates_a_websocket():
 async def test_access_token_query_parameter_authenticates_a_websocket_only():
     alice = await make_user("alice")
     _, raw = await ApiToken.aissue(alice)
-    assert not await refused(ws(f"/ws/rooms/lobby/?access_token={raw}"))
+    assert not await refused(ws(f"{TOPIC}?access_token={raw}", app=echo_application()))
     async with http() as client:
         assert (await client.get(f"/api/me?access_token={raw}")).status_code == 401
 
@@ -149,14 +154,14 @@ async def test_revoked_or_unknown_token_is_refused():
     token, raw = await ApiToken.aissue(alice)
     token.revoked = True
     await token.asave()
-    assert await refused(ws(f"/ws/rooms/lobby/?access_token={raw}"))
-    assert await refused(ws("/ws/rooms/lobby/", headers=[("authorization", "Bearer nope")]))
+    assert await refused(ws(f"{TOPIC}?access_token={raw}", app=echo_application()))
+    assert await refused(ws(TOPIC, app=echo_application(), headers=[("authorization", "Bearer nope")]))
 
 
 async def test_token_of_deactivated_user_is_refused():
     alice = await make_user("alice", is_active=False)
     _, raw = await ApiToken.aissue(alice)
-    assert await refused(ws(f"/ws/rooms/lobby/?access_token={raw}"))
+    assert await refused(ws(f"{TOPIC}?access_token={raw}", app=echo_application()))
 
 
 class ThreadRecordingMiddleware(MiddlewareMixin):
@@ -182,8 +187,8 @@ async def test_the_whole_stack_runs_in_one_worker_thread_hop():
     ThreadRecordingMiddleware.threads = []
     recording = "tests.realtime.test_handshake.ThreadRecordingMiddleware"
     with override_settings(MIDDLEWARE=[*settings.MIDDLEWARE, recording]):
-        app = build_application()
-        assert not await refused(ws("/ws/rooms/lobby/", cookie=cookie, app=app))
+        app = echo_application()
+        assert not await refused(ws(TOPIC, cookie=cookie, app=app))
     hooks = dict(ThreadRecordingMiddleware.threads)
     assert set(hooks) == {"request", "view", "response"}
     assert len(set(hooks.values())) == 1, "every hook ran in the same thread"

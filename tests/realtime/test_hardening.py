@@ -1,8 +1,9 @@
-"""Hard to break (issue 12): the database pool, ended sessions, bodies Django refuses, bounded growth.
+"""Hard to break: the database pool, ended sessions, bodies Django refuses, bounded growth.
 
-The in-process tests drive project.asgi.application; the slow ones run
-`make serve` (uvicorn with the Makefile's flags), where the defects showed:
-on PostgreSQL for the pool, on SQLite for the rest.
+The in-process tests drive project.asgi.application, sockets through the
+echo topic; the slow one runs uvicorn with the header-timeout guard. Those
+through `make serve` and a topic of an app are the chat's
+(tests/chat/test_serve_hardening.py).
 """
 
 from __future__ import annotations
@@ -10,18 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import re
 import socket
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
-import psycopg
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
@@ -31,9 +24,8 @@ from django.db import OperationalError
 from django.test import override_settings
 from django.utils import timezone
 from psycopg_pool import PoolTimeout
-from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
 
+import realtime.asgi
 import realtime.auth
 import realtime.bodylimit
 import realtime.handshake
@@ -41,22 +33,23 @@ from project.asgi import application
 from realtime.db import db_call
 from realtime.models import ApiToken
 from realtime.sessions import SessionStore
-from tests.asgi import csrf_token, http, http_scope, make_user, session_cookie, ws
-from tests.conftest import ROOT, LiveServer, make_live_server
-from tests.live.conftest import bearer, cookie_header, recv_json
-from tests.serve import served
-from tests.sse_client import login
+from tests.asgi import csrf_token, echo_application, http, http_scope, make_user, session_cookie, ws
+from tests.serve import uvicorn_with_guard
 
-ROOM = "/ws/rooms/general/"
-POSTGRES = os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
-
+# The echo topic's socket (tests/realtime/echo.py): any topic's connection behaves so.
+ROOM = "/ws/echo/general/"
 
 # -- helpers ---------------------------------------------------------------------
 
 
+def echo_ws(path: str, **kwargs):
+    """Return a communicator to the project's app with the echo topic's WebSocket route."""
+    return ws(path, app=echo_application(), **kwargs)
+
+
 async def open_socket(cookie: str | None = None, path: str = ROOM, **kwargs):
     """Connect and read past hello and presence; return the communicator."""
-    comm = ws(path, cookie=cookie, **kwargs)
+    comm = echo_ws(path, cookie=cookie, **kwargs)
     assert (await comm.connect())[0], f"handshake to {path} refused"
     assert (await comm.receive_json_from())["type"] == "hello"
     assert (await comm.receive_json_from())["type"] == "presence"
@@ -94,7 +87,7 @@ def pool_timeout() -> OperationalError:
     return error
 
 
-# -- item 2: a database that cannot answer is a 503 or a refused handshake, never a 500 -------
+# -- a database that cannot answer is a 503 or a refused handshake, never a 500 -------
 
 
 @pytest.mark.django_db(transaction=True)
@@ -108,10 +101,10 @@ async def test_a_token_the_pool_cannot_look_up_is_a_503_json_and_a_refused_hands
 
     monkeypatch.setattr(realtime.auth, "token_authenticate", unavailable)
     async with http(authorization=f"Bearer {raw}") as client:
-        response = await client.get("/api/rooms/general/messages")
+        response = await client.get("/api/me")
     assert_json_error(response, 503, "unavailable")
     assert response.headers["retry-after"] == "2"
-    assert await refused(ws(f"{ROOM}?access_token={raw}", origin=None))
+    assert await refused(echo_ws(f"{ROOM}?access_token={raw}", origin=None))
 
 
 @pytest.mark.django_db(transaction=True)
@@ -124,7 +117,7 @@ async def test_a_database_error_while_loading_the_handshakes_session_refuses_it(
 
     # Loading the user after the middleware ran, on the realtime DB thread.
     monkeypatch.setattr(realtime.handshake, "_unwrapped", unavailable)
-    assert await refused(ws(ROOM, cookie=cookie))
+    assert await refused(echo_ws(ROOM, cookie=cookie))
 
 
 @pytest.mark.django_db(transaction=True)
@@ -135,12 +128,12 @@ async def test_a_session_request_gives_its_connection_back_before_the_view_runs(
     real = realtime.auth.release_connections
     monkeypatch.setattr(realtime.auth, "release_connections", lambda: released.append(1) or real())
     async with http(cookie=await session_cookie(alice)) as client:
-        response = await client.get("/api/rooms/general/messages")
+        response = await client.get("/api/me")
     assert response.status_code == 200
     assert released == [1]  # one hop: session, user and release together
 
 
-# -- item 5: a deleted session ends its connections within a second ---------------------------------
+# -- a deleted session ends its connections within a second ---------------------------------
 
 
 @pytest.mark.django_db(transaction=True)
@@ -221,7 +214,7 @@ async def test_what_no_notice_announces_closes_at_the_next_periodic_check():
     assert await closed_with(bobs, timeout=1.5) == 4401
 
 
-# -- item 6: bodies and query strings Django refuses are clear errors, never HTML or a 500 ------------
+# -- bodies and query strings Django refuses are clear errors, never HTML or a 500 ------------
 
 
 @pytest.mark.django_db(transaction=True)
@@ -267,12 +260,12 @@ async def test_a_handshake_with_too_many_query_parameters_is_refused_before_acce
     alice = await make_user("alice")
     cookie = await session_cookie(alice)
     query = "&".join(["a=1"] * 1100)
-    assert await refused(ws(f"{ROOM}?{query}", cookie=cookie))
+    assert await refused(echo_ws(f"{ROOM}?{query}", cookie=cookie))
     comm = await open_socket(cookie, path=f"{ROOM}?after=0&p=1")  # a few are fine
     await comm.disconnect()
 
 
-# -- item 7: bounded growth: tokens per user, bodies before authentication -----------------------------
+# -- bounded growth: tokens per user, bodies before authentication -----------------------------
 
 
 @pytest.mark.django_db(transaction=True)
@@ -423,244 +416,12 @@ async def test_a_large_body_with_a_credential_is_let_through_while_the_database_
     assert (status, read) == (413, 0)  # no credential at all: no lookup, refused as before
 
 
-# -- through `make serve` ----------------------------------------------------------------------------
-
-
-def postgres_reachable() -> None:
-    try:
-        psycopg.connect(POSTGRES, connect_timeout=3).close()
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {POSTGRES} is needed for this test and is not reachable: {exc}")
-
-
-@pytest.mark.slow
-async def test_make_serve_on_postgres_answers_a_burst_of_api_reads_and_handshakes(tmp_path, monkeypatch):
-    """Issue 12, item 2: 20 and 40 concurrent reads with a bearer token gave 500s and a crashed handshake."""
-    postgres_reachable()
-    monkeypatch.setenv("DATABASE_URL", POSTGRES)  # the server gets a fresh database there
-    room = f"burst-{uuid.uuid4().hex[:8]}"
-    with served(tmp_path) as (server, log_path):
-        token = server.create_token("alice")
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=0)
-        async with (
-            login(server.url, "bob") as bob,
-            httpx.AsyncClient(base_url=server.url, headers=bearer(token), timeout=30, limits=limits) as alice,
-        ):
-            csrf = {"X-CSRFToken": bob.cookies["csrftoken"]}
-            assert (
-                await bob.post(f"/api/rooms/{room}/messages", json={"text": "hi"}, headers=csrf)
-            ).status_code == 201
-            sessions = httpx.AsyncClient(base_url=server.url, cookies=bob.cookies, timeout=30, limits=limits)
-
-            async def handshake() -> str:
-                async with connect(
-                    f"{server.ws_url}/ws/rooms/{room}/",
-                    origin=server.url,
-                    additional_headers=cookie_header(bob),
-                    open_timeout=20,
-                ) as ws:
-                    return (await recv_json(ws, 20))["type"]
-
-            for burst in (20, 40):
-                reads = [alice.get(f"/api/rooms/{room}/messages") for _ in range(burst)]
-                reads += [sessions.get(f"/api/rooms/{room}/messages") for _ in range(burst // 2)]
-                answers = await asyncio.gather(handshake(), *reads)
-                assert answers[0] == "hello"
-                statuses = [r.status_code for r in answers[1:]]
-                assert statuses == [200] * len(statuses), statuses
-                assert all(r.json()["messages"][0]["text"] == "hi" for r in answers[1:])
-            await sessions.aclose()
-    log = log_path.read_text(errors="replace")
-    assert "Traceback" not in log and "Exception in ASGI application" not in log, log[-3000:]
-
-
-@pytest.mark.slow
-async def test_make_serve_on_postgres_answers_503_json_when_the_pool_is_truly_exhausted(
-    tmp_path, monkeypatch
-):
-    """Requests hold every pooled connection (a table is locked): the next is a 503, and handshakes go on."""
-    postgres_reachable()
-    monkeypatch.setenv("DATABASE_URL", POSTGRES)
-    room = f"pool-{uuid.uuid4().hex[:8]}"
-    # Two connections: one is the realtime DB thread's, one for requests.
-    with served(tmp_path, DATABASE_POOL_SIZE="2") as (server, log_path):
-        token = server.create_token("alice")
-        async with (
-            login(server.url, "bob") as bob,
-            httpx.AsyncClient(base_url=server.url, headers=bearer(token), timeout=30) as alice,
-        ):
-            assert (
-                await alice.get(f"/api/rooms/{room}/messages")
-            ).status_code == 200  # the DB thread connects
-            with psycopg.connect(server.env["DATABASE_URL"]) as locker:
-                locker.execute("LOCK TABLE realtime_apitoken IN ACCESS EXCLUSIVE MODE")
-                blocked = asyncio.create_task(alice.get(f"/api/rooms/{room}/messages"))
-                await asyncio.sleep(0.5)  # it holds the requests' connection, waiting for the lock
-                started = time.monotonic()
-                response = await alice.get(f"/api/rooms/{room}/messages")
-                assert_json_error(response, 503, "unavailable")
-                assert time.monotonic() - started < 10
-                # The realtime DB thread has a connection of its own: handshakes are still served.
-                async with connect(
-                    f"{server.ws_url}/ws/rooms/{room}/",
-                    origin=server.url,
-                    additional_headers=cookie_header(bob),
-                    open_timeout=10,
-                ) as ws:
-                    assert (await recv_json(ws, 10))["type"] == "hello"
-                assert not blocked.done()
-                locker.rollback()  # the lock goes
-            assert (await blocked).status_code == 200
-            assert (await alice.get(f"/api/rooms/{room}/messages")).status_code == 200
-    log = log_path.read_text(errors="replace")
-    assert "Exception in ASGI application" not in log, log[-3000:]
-
-
-async def raw_http(port: int, head: bytes, body: bytes = b"", timeout: float = 5) -> bytes:
-    """Send ``head`` and ``body`` on a fresh TCP connection; return the server's whole answer.
-
-    Read until the response's Content-Length is in, or the server closes: the
-    headers and the body may come in separate segments.
-    """
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    answer = b""
-    try:
-        writer.write(head + body)
-        await writer.drain()
-        async with asyncio.timeout(timeout):
-            while chunk := await reader.read(65536):
-                answer += chunk
-                headers, separator, content = answer.partition(b"\r\n\r\n")
-                length = re.search(rb"(?im)^content-length:\s*(\d+)", headers)
-                if separator and (length is None or len(content) >= int(length.group(1))):
-                    break
-        return answer
-    finally:
-        writer.close()
-
-
-@pytest.mark.slow
-async def test_make_serve_answers_bodies_and_handshakes_django_refuses_with_clear_errors(tmp_path):
-    """Items 6 and 7 where they showed: uvicorn, DEBUG off."""
-    with served(tmp_path) as (server, log_path):
-        token = server.create_token("alice")
-        async with (
-            login(server.url, "alice") as alice,
-            httpx.AsyncClient(base_url=server.url, headers=bearer(token), timeout=30) as script,
-        ):
-            csrf = {"X-CSRFToken": alice.cookies["csrftoken"]}
-            form = {"Content-Type": "application/x-www-form-urlencoded"}
-            many_fields = "&".join(f"f{n}=x" for n in range(2000))
-            for client, extra in ((alice, csrf), (script, {})):
-                response = await client.post("/api/tokens", content=many_fields, headers={**form, **extra})
-                assert_json_error(response, 413, "too_large")
-                big = "name=" + "x" * (3 * 1024 * 1024)
-                response = await client.post("/api/tokens", content=big, headers={**form, **extra})
-                assert_json_error(response, 413, "too_large")
-                response = await client.post(
-                    "/api/tokens",
-                    content=b"--x\r\n",
-                    headers={"Content-Type": "multipart/form-data", **extra},
-                )
-                assert_json_error(response, 400, "invalid")
-
-            # A handshake with 1,100 query parameters: refused before accept, not a 500.
-            # (Its URL stays under the 8 KiB that uvicorn's WebSocket parser accepts.)
-            query = "&".join(["a=1"] * 1100)
-            with pytest.raises(InvalidStatus) as refusal:
-                async with connect(
-                    f"{server.ws_url}/ws/rooms/x/?{query}",
-                    origin=server.url,
-                    additional_headers=cookie_header(alice),
-                ):
-                    pass
-            assert refusal.value.response.status_code == 403
-
-            # An anonymous 64 MiB body: 413 at once, before the client has sent it.
-            started = time.monotonic()
-            answer = await raw_http(
-                server.port,
-                b"POST /api/tokens HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                b"Content-Length: 67108864\r\n\r\n",
-                b"x" * 1024,
-            )
-            assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
-            assert b'"too_large"' in answer and time.monotonic() - started < 2
-
-            # An authenticated tus upload of 200 KiB (over the anonymous limit) still works.
-            data = os.urandom(200 * 1024)
-            tus = {"Tus-Resumable": "1.0.0"}
-            created = await alice.post(
-                "/api/uploads/",
-                headers={
-                    **tus,
-                    **csrf,
-                    "Upload-Length": str(len(data)),
-                    "Upload-Metadata": "filename YS5iaW4=,room eA==",
-                },
-            )
-            assert created.status_code == 201, created.text
-            patched = await alice.patch(
-                created.headers["location"],
-                content=data,
-                headers={
-                    **tus,
-                    **csrf,
-                    "Upload-Offset": "0",
-                    "Content-Type": "application/offset+octet-stream",
-                },
-            )
-            assert patched.status_code == 204, patched.text
-    log = log_path.read_text(errors="replace")
-    assert "Exception in ASGI application" not in log and "Traceback" not in log, log[-3000:]
-
-
-@contextmanager
-def uvicorn_with_guard(tmp_path, **env: str) -> Iterator[LiveServer]:
-    """Run uvicorn as `make serve` would, with the header-timeout protocol (realtime.serverguard)."""
-    server = make_live_server(tmp_path, **env)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "project.asgi:application",
-            "--port",
-            str(server.port),
-            "--loop",
-            "uvloop",
-            "--http",
-            "realtime.serverguard:HttpToolsProtocol",
-            "--lifespan",
-            "off",
-            "--ws",
-            "websockets-sansio",
-            "--no-access-log",
-        ],
-        cwd=ROOT,
-        env=server.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, "uvicorn exited early"
-            try:
-                if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "uvicorn did not answer /healthz"
-                time.sleep(0.1)
-        yield server
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+# -- through uvicorn ---------------------------------------------------------------------------------
 
 
 @pytest.mark.slow
 async def test_uvicorn_with_the_guard_closes_a_connection_that_never_sends_its_headers(tmp_path):
-    """uvicorn has no header timeout of its own (issue 12, item 7); realtime.serverguard adds one."""
+    """uvicorn has no header timeout of its own; realtime.serverguard adds one."""
     with uvicorn_with_guard(tmp_path, REALTIME_HEADER_TIMEOUT="1") as server:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as idle:
             started = time.monotonic()
@@ -675,15 +436,9 @@ async def test_uvicorn_with_the_guard_closes_a_connection_that_never_sends_its_h
             with contextlib.suppress(ConnectionResetError):
                 assert slow.recv(1024) == b""
             assert time.monotonic() - started < 5
-        # Complete headers are not limited: a request, a kept-alive second one, a WebSocket.
+        # Complete headers are not limited: a request, a kept-alive second one (a WebSocket: the
+        # chat's test_uvicorn_with_the_guard_keeps_a_websocket_past_the_header_timeout).
         with httpx.Client(base_url=server.url, limits=httpx.Limits(max_connections=1)) as kept:
             for _ in range(3):
                 assert kept.get("/healthz").status_code == 200
                 time.sleep(0.6)  # between requests the keep-alive timeout applies (5 s)
-        token = server.create_token("alice")
-        async with connect(f"{server.ws_url}/ws/rooms/guard/?access_token={token}") as ws:
-            assert (await recv_json(ws))["type"] == "hello"
-            await asyncio.sleep(1.5)  # past the header timeout: the socket lives on
-            await ws.send(json.dumps({"type": "ping"}))
-            while (await recv_json(ws))["type"] != "pong":  # past presence
-                pass

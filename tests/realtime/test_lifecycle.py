@@ -11,11 +11,12 @@ from django.test import Client, override_settings
 
 from realtime.db import db_call
 from realtime.models import ApiToken
-from tests.asgi import csrf_token, http, make_user, session_cookie, ws
+from tests.asgi import csrf_token, echo_application, http, make_user, session_cookie, ws
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ROOM = "/ws/rooms/general/"
+# The echo topic (tests/realtime/echo.py): ending a credential ends any topic's connections.
+ROOM = "/ws/echo/general/"
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +30,7 @@ async def _credential_checks_finished():
 
 async def open_socket(cookie: str | None = None, path: str = ROOM, **kwargs):
     """Connect and read past hello and presence; return the communicator."""
-    comm = ws(path, cookie=cookie, **kwargs)
+    comm = ws(path, cookie=cookie, app=echo_application(), **kwargs)
     assert (await comm.connect())[0]
     assert (await comm.receive_json_from())["type"] == "hello"
     assert (await comm.receive_json_from())["type"] == "presence"

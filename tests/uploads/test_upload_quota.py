@@ -1,4 +1,4 @@
-"""The unfinished-upload quota under concurrency (issue 12, item 3): count and creation are one step."""
+"""The unfinished-upload quota under concurrency: count and creation are one step."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from realtime.models import ApiToken
 from tests.asgi import http, make_user
 from tests.conftest import free_port, make_live_server
 from tests.sse_client import login
+from uploads import conf
 from uploads.models import Upload
 
 REDIS_URL = "redis://127.0.0.1:6379/9"
@@ -23,7 +24,7 @@ TUS = {"Tus-Resumable": "1.0.0"}
 def upload_dirs(settings, tmp_path):
     """Keep the test's media and partial files in its own temporary directory."""
     settings.MEDIA_ROOT = tmp_path / "media"
-    settings.REALTIME_UPLOAD_TEMP_DIR = tmp_path / "partial"
+    settings.UPLOADS_TEMP_DIR = tmp_path / "partial"
 
 
 def creation_headers(n: int) -> dict[str, str]:
@@ -35,7 +36,7 @@ def creation_headers(n: int) -> dict[str, str]:
 
 @pytest.mark.django_db(transaction=True)
 async def test_concurrent_creations_stop_exactly_at_the_quota(settings):
-    assert settings.REALTIME_UPLOAD_MAX_ACTIVE_PER_USER == 5
+    assert conf.max_active_per_user() == 5
     alice, bob = await make_user("alice"), await make_user("bob")
     _, raw = await ApiToken.aissue(alice)
     async with http(authorization=f"Bearer {raw}") as client:

@@ -36,7 +36,7 @@ OCTETS = "application/offset+octet-stream"
 def upload_dirs(settings, tmp_path) -> Path:
     """Keep every test's media and partial files in its own temporary directory."""
     settings.MEDIA_ROOT = tmp_path / "media"
-    settings.REALTIME_UPLOAD_TEMP_DIR = tmp_path / "partial"
+    settings.UPLOADS_TEMP_DIR = tmp_path / "partial"
     return tmp_path
 
 
@@ -103,7 +103,7 @@ async def attachment_url(client, room: str = "general") -> str:
 
 
 async def test_options_advertises_version_extensions_and_limit_without_identity(settings):
-    settings.REALTIME_UPLOAD_MAX_SIZE = 12345
+    settings.UPLOADS_MAX_SIZE = 12345
     async with http() as client:
         response = await client.options("/api/uploads/")
     assert response.status_code == 204
@@ -310,7 +310,7 @@ async def test_room_the_user_may_not_join_is_403(monkeypatch):
 
 
 async def test_upload_length_over_the_limit_is_413(settings):
-    settings.REALTIME_UPLOAD_MAX_SIZE = 100
+    settings.UPLOADS_MAX_SIZE = 100
     alice = await make_user("alice")
     async with await token_client(alice) as client:
         assert (await create(client, 100)).status_code == 201
@@ -446,7 +446,7 @@ async def test_download_streams_asynchronously_in_blocks():
 
 
 async def test_unfinished_uploads_per_user_are_limited_with_429(settings):
-    settings.REALTIME_UPLOAD_MAX_ACTIVE_PER_USER = 2
+    settings.UPLOADS_MAX_ACTIVE_PER_USER = 2
     alice, bob = await make_user("alice"), await make_user("bob")
     async with await token_client(alice) as client, await token_client(bob) as bob_client:
         first = await created(client, 3)
@@ -472,7 +472,7 @@ async def test_a_patch_while_another_writes_the_same_upload_is_423():
 
 
 async def test_progress_is_throttled_and_the_final_offset_always_arrives(settings):
-    settings.REALTIME_UPLOAD_PROGRESS_INTERVAL = 60
+    settings.UPLOADS_PROGRESS_INTERVAL = 60
     alice = await make_user("alice")
     async with joined("/ws/rooms/general/", user=alice) as ws, await token_client(alice) as client:
         url = await upload_all(client, b"0123456789", chunk=2)
@@ -485,7 +485,7 @@ async def test_progress_is_throttled_and_the_final_offset_always_arrives(setting
 
 
 async def test_progress_inside_the_interval_is_sent_late_not_dropped(settings):
-    settings.REALTIME_UPLOAD_PROGRESS_INTERVAL = 0.2
+    settings.UPLOADS_PROGRESS_INTERVAL = 0.2
     alice = await make_user("alice")
     async with joined("/ws/rooms/general/", user=alice) as ws, await token_client(alice) as client:
         url = await created(client, 10)
@@ -508,7 +508,7 @@ async def test_cleanup_uploads_removes_abandoned_and_orphaned_uploads(settings, 
     stale_upload = await Upload.objects.aget(pk=uuid.UUID(stale.rsplit("/", 1)[-1]))
     long_ago = stale_upload.updated.replace(year=2000)
     await Upload.objects.filter(pk=stale_upload.pk).aupdate(updated=long_ago)
-    stray = Path(settings.REALTIME_UPLOAD_TEMP_DIR) / f"{uuid.uuid4().hex}.part"
+    stray = Path(settings.UPLOADS_TEMP_DIR) / f"{uuid.uuid4().hex}.part"
     stray.write_bytes(b"left behind by a crash")
     os.utime(stray, (time.time() - 3 * 3600,) * 2)
 

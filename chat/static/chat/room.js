@@ -10,7 +10,7 @@
 (function (Realtime) {
   "use strict";
 
-  const MAX_TEXT = 2000; // the server's REALTIME_MAX_TEXT default; it checks again
+  const MAX_TEXT = 2000; // the server's CHAT_MAX_TEXT default; it checks again
 
   const config = JSON.parse(document.getElementById("client-config").textContent);
   const extensions = Realtime.roomExtensions || [];

@@ -1,8 +1,8 @@
 from datetime import timedelta
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from uploads import conf
 from uploads.service import uploads_cleanup
 
 
@@ -16,10 +16,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--older-than",
             type=float,
-            default=settings.REALTIME_UPLOAD_EXPIRE_HOURS,
+            default=conf.expire_hours(),
             metavar="HOURS",
-            help="age in hours since the last byte arrived (default REALTIME_UPLOAD_EXPIRE_HOURS, "
-            "%(default)s)",
+            help="age in hours since the last byte arrived (default UPLOADS_EXPIRE_HOURS, %(default)s)",
         )
 
     def handle(self, *args, older_than: float, **options):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import expect
 
-from tests.e2e.conftest import open_room, send_message
+from tests.chat.conftest import open_room, send_message
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

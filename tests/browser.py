@@ -1,9 +1,11 @@
-"""Browser fixtures: Debian's chromium through Playwright, logged-in pages per user."""
+"""Browser fixtures for any app's browser tests: Debian's chromium through Playwright, logged-in pages.
+
+tests/conftest.py registers the fixtures for the whole suite; nothing here imports an app.
+"""
 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -35,12 +37,6 @@ document.addEventListener("securitypolicyviolation", (event) => window.reportCsp
 """
 
 
-@pytest.fixture(autouse=True)
-def _live_server_helper():
-    """Shadow pytest-django's autouse helper, which mistakes our Daphne ``live_server`` for its own."""
-    yield
-
-
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     """A headless chromium; fails (never skips) when the executable is missing."""
@@ -54,12 +50,6 @@ async def browser() -> AsyncIterator[Browser]:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         await browser.close()
-
-
-@pytest.fixture
-def room_slug() -> str:
-    """A fresh room per test, so tests never see each other's messages."""
-    return f"e2e-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture
@@ -101,33 +91,9 @@ async def watch_csp(context: BrowserContext, violations: list[str], who: str) ->
 
 
 async def log_in(page: Page, username: str, password: str) -> None:
-    """Log in through the login form, as a person would, and land on the lobby."""
+    """Log in through the login form, as a person would, and land on the first page."""
     await page.goto("/accounts/login/")
     await page.get_by_label("Username").fill(username)
     await page.get_by_label("Password").fill(password)
     await page.get_by_role("button", name="Log in").click()
     await expect(page.locator("#whoami")).to_have_text(username)
-
-
-async def open_room(page: Page, slug: str) -> None:
-    """Open a room page and wait until its WebSocket is live."""
-    await page.goto(f"/rooms/{slug}/")
-    await expect(page.locator("#status")).to_have_attribute("data-state", "live")
-
-
-async def send_message(page: Page, text: str) -> None:
-    """Type a message in the composer and press Enter; wait until the server echoes it."""
-    box = page.locator("#composer [name=text]")
-    await box.fill(text)
-    await box.press("Enter")
-    await expect(box).to_have_value("")
-    echoed = page.locator("#messages li[data-id] .message-text").filter(has_text=text)
-    await expect(echoed.last).to_be_visible()
-
-
-async def message_rows(page: Page) -> list[tuple[int, str]]:
-    """Return the (id, text) of every message in the page's list, top to bottom."""
-    rows = await page.locator("#messages li[data-id]").evaluate_all(
-        "items => items.map(li => [Number(li.dataset.id), li.querySelector('.message-text').textContent])"
-    )
-    return [(message_id, text) for message_id, text in rows]

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page, Request, Route, expect
 
+from tests.chat.conftest import open_room
 from tests.conftest import LiveServer, running_server
-
-from .conftest import open_room
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

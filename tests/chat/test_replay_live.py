@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from .conftest import csrf_headers, recv_event, recv_json, ws_connect
+from tests.live_client import csrf_headers, recv_event, recv_json, ws_connect
 
 pytestmark = pytest.mark.slow
 

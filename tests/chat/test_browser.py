@@ -10,7 +10,8 @@ import httpx
 import pytest
 from playwright.async_api import Page, WebSocketRoute, expect
 
-from .conftest import message_rows, open_room, send_message, watch_csp
+from tests.browser import watch_csp
+from tests.chat.conftest import message_rows, open_room, send_message
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

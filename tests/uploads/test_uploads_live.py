@@ -19,8 +19,7 @@ from tusclient.client import TusClient
 from websockets.asyncio.client import ClientConnection
 
 from tests.conftest import LiveServer, running_server
-
-from .conftest import csrf_headers, joined, login, recv_event, ws_connect
+from tests.live_client import csrf_headers, joined, login, recv_event, ws_connect
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import contextlib
 
 import pytest
 
-from .conftest import assert_refused, bearer, joined, login, recv_json, ws_connect
+from tests.live_client import assert_refused, bearer, joined, login, recv_json, ws_connect
 
 pytestmark = pytest.mark.slow
 

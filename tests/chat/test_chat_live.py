@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from .conftest import csrf_headers, joined, login, recv_event, recv_json, send_json, ws_connect
+from tests.live_client import csrf_headers, joined, login, recv_event, recv_json, send_json, ws_connect
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
-from tests.live.conftest import bearer
+from tests.live_client import bearer
 from tests.serve import served
 
 pytestmark = pytest.mark.slow

@@ -1,3 +1,5 @@
+"""Demo users for a development server: what `make run` logs in with."""
+
 import os
 
 from django.conf import settings

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from .conftest import bearer, joined, recv_event, send_json, stored_texts, ws_connect
+from tests.chat.conftest import stored_texts
+from tests.live_client import bearer, joined, recv_event, send_json, ws_connect
 
 pytestmark = pytest.mark.slow
 

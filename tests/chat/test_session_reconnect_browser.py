@@ -1,4 +1,4 @@
-"""Issue 12, item 5 in a browser: after 4401 the page asks /api/me, and goes on only as the same user.
+"""An ended session in a browser: after 4401 the page asks /api/me, and goes on only as the same user.
 
 A password change gives the changer's browser a new session key: the socket
 opened with the old key closes with 4401, and the page reconnects with its
@@ -13,7 +13,7 @@ import uuid
 import pytest
 from playwright.async_api import expect
 
-from tests.e2e.conftest import open_room, send_message
+from tests.chat.conftest import open_room, send_message
 from tests.sse_client import login
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]

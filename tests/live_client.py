@@ -1,7 +1,8 @@
-"""Helpers for the live suite: real clients (httpx, websockets) against a real Daphne.
+"""Real clients (httpx, websockets) against a real server, for any app's live tests.
 
-Every test gets its own room (the ``room`` fixture), so the session-wide
-server's history and rate limits never leak from one test into another.
+The fixtures (``alice``, ``bob``, ``anonymous``, ``alice_token``,
+``alice_bearer``) are registered for the whole suite by tests/conftest.py.
+Nothing here imports an app: an app's own helpers live in tests/<app>/.
 """
 
 from __future__ import annotations
@@ -9,17 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
-from tests.conftest import LiveServer
 from tests.sse_client import login as login_at
+
+if TYPE_CHECKING:  # tests/conftest.py imports this module for its fixtures
+    from tests.conftest import LiveServer
 
 
 def login(live_server: LiveServer, username: str, password: str | None = None):
@@ -106,30 +108,6 @@ async def assert_refused(live_server: LiveServer, path: str, **kwargs: Any) -> N
         async with ws_connect(live_server, client, path, **kwargs):
             pass
     assert refused.value.response.status_code == 403
-
-
-async def stored_texts(client: httpx.AsyncClient, room: str) -> list[str]:
-    """Return the texts the HTTP API has stored for ``room``."""
-    response = await client.get(f"/api/rooms/{room}/messages", params={"limit": 200})
-    assert response.status_code == 200
-    return [m["text"] for m in response.json()["messages"]]
-
-
-@pytest.fixture(autouse=True)
-def _live_server_helper():
-    """Shadow pytest-django's autouse helper of this name.
-
-    It treats any fixture called ``live_server`` as its own (a thread server
-    with a test database) and fails on ours, a Daphne subprocess with its own
-    SQLite file, which needs neither.
-    """
-    yield
-
-
-@pytest.fixture
-def room() -> str:
-    """Return a fresh room slug for this test only."""
-    return f"t-{uuid.uuid4().hex[:16]}"
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from tests.live.conftest import cookie_header, joined, login, ws_connect
+from tests.live_client import cookie_header, joined, login, ws_connect
 from tests.serve import served
 
 pytestmark = pytest.mark.slow

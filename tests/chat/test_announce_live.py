@@ -9,8 +9,7 @@ import pytest
 import redis
 
 from tests.conftest import make_live_server
-
-from .conftest import joined, login, recv_event, ws_connect
+from tests.live_client import joined, login, recv_event, ws_connect
 
 pytestmark = pytest.mark.slow
 

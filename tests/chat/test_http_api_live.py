@@ -7,7 +7,8 @@ import asyncio
 import httpx
 import pytest
 
-from .conftest import bearer, csrf_headers, joined, login, recv_event, stored_texts, ws_connect
+from tests.chat.conftest import stored_texts
+from tests.live_client import bearer, csrf_headers, joined, login, recv_event, ws_connect
 
 pytestmark = pytest.mark.slow
 
