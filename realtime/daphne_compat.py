@@ -1,19 +1,20 @@
-"""Let Daphne send the registered server close codes 1012 and 1013.
+"""Let Daphne send the registered server close codes 1011, 1012 and 1013.
 
 Daphne hands ``websocket.close`` to autobahn's ``sendClose``, which accepts
-only 1000 and 3000-4999 from applications. 1012 (service restart, sent on
+only 1000 and 3000-4999 from applications. 1011 (the server failed the
+connection: the database was unavailable), 1012 (service restart, sent on
 SIGTERM) and 1013 (try again later, sent to a socket that fell behind) are
 IANA-registered codes meant for servers, and the contract uses them; uvicorn
-sends them as is. The patch routes just those two to autobahn's lower-level
+sends them as is. The patch routes just those three to autobahn's lower-level
 ``sendCloseFrame``. Read from daphne 4.2.3 / autobahn 25.x;
 tests/realtime/test_daphne_compat.py fails loudly if either changes.
 """
 
 from __future__ import annotations
 
-from .codes import SERVICE_RESTART, TRY_AGAIN_LATER
+from .codes import SERVER_ERROR, SERVICE_RESTART, TRY_AGAIN_LATER
 
-SERVER_CODES = frozenset({SERVICE_RESTART, TRY_AGAIN_LATER})
+SERVER_CODES = frozenset({SERVER_ERROR, SERVICE_RESTART, TRY_AGAIN_LATER})
 
 
 def patch_daphne() -> None:

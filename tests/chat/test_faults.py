@@ -11,9 +11,11 @@ import uuid
 import httpx
 import psycopg
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import ROOT, free_port, make_live_server
 from tests.faults import CuttableProxy, PrivateRedis
+from tests.live_client import joined, recv_event, recv_json, send_json, ws_connect
 from tests.resume_client import ResumingClient
 from tests.sse_client import login
 
@@ -84,7 +86,9 @@ def postgres_database():
         admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
-async def test_postgres_outage_answers_503_json_then_recovers(tmp_path, postgres_database):
+async def test_postgres_outage_answers_503_json_and_closes_sockets_1011_then_recovers(
+    tmp_path, postgres_database
+):
     proxy = CuttableProxy(target_port=5432)
     proxy.start()
     server = make_live_server(
@@ -93,8 +97,10 @@ async def test_postgres_outage_answers_503_json_then_recovers(tmp_path, postgres
     server.start()
     room = new_room()
     try:
-        async with login(server.url, "alice") as alice:
+        async with login(server.url, "alice") as alice, ws_connect(server, alice, f"/ws/rooms/{room}/") as ws:
+            await joined(ws)
             assert (await post(alice, room, "before")).status_code == 201
+            assert (await recv_event(ws))["text"] == "before"
 
             await asyncio.to_thread(proxy.set_cut, True)
             for path in (f"/api/rooms/{room}/messages", "/api/me"):
@@ -102,6 +108,12 @@ async def test_postgres_outage_answers_503_json_then_recovers(tmp_path, postgres
                 assert response.status_code == 503, (path, response.status_code, response.text[:200])
                 assert response.json()["error"] == "unavailable"
             assert (await post(alice, room, "during")).status_code == 503
+            # A frame whose handler needs the database: an error event the contract names, then 1011.
+            await send_json(ws, {"type": "message", "text": "during, on the socket"})
+            assert (await recv_event(ws, timeout=15))["code"] == "unavailable"
+            with pytest.raises(ConnectionClosed) as closed:
+                await recv_json(ws, timeout=5)
+            assert closed.value.rcvd.code == 1011
 
             await asyncio.to_thread(proxy.set_cut, False)
             async with asyncio.timeout(15):

@@ -27,6 +27,6 @@ def test_patched_close_sends_server_codes_as_frames_and_others_as_before():
         def sendClose(self, code=None, reason=None):  # noqa: N802
             sent.append(("close", code))
 
-    for code in (1012, 1013, 4401, None):
+    for code in (1011, 1012, 1013, 4401, None):
         WebSocketProtocol.serverClose(Probe(), code=code)
-    assert sent == [("frame", 1012), ("frame", 1013), ("close", 4401), ("close", 1000)]
+    assert sent == [("frame", 1011), ("frame", 1012), ("frame", 1013), ("close", 4401), ("close", 1000)]
