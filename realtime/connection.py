@@ -86,17 +86,22 @@ class Connection:
             if refusal is not None:
                 await self.transport.refuse(refusal)
                 return
-            # Subscribe before catching up, so nothing falls between the two;
-            # live events already caught up are skipped by id (fresh()).
             await self.subscribe()
             await self.transport.accept()
             accepted = True
-            async for item in self.open(after):
-                if isinstance(item, str):
-                    await self.transport.send(item, "presence")
-                else:
-                    await self.transport.send(events.encode(item), item["type"], self.topic.event_id(item))
-            await self.live()
+            await self.send_opening(after)
+            # The live loop, inline: this frame waits for the connection's whole life, and an
+            # idle connection should hold no more suspended frames than it needs.
+            transport = self.transport
+            while (message := await transport.receive()) is not None:
+                kind = message["type"]
+                if kind == FRAME:
+                    await self.frame(message)
+                elif kind == events.DELIVER:
+                    if self.fresh(message):
+                        await transport.send(message["text"], message["event"], message.get("id"))
+                elif await self.notice(message):
+                    return
         except DATABASE_UNAVAILABLE as exc:
             logger.warning("database unavailable; closing a %s connection: %s", self.transport.name, exc)
             metrics.database_unavailable(self.transport.name)
@@ -110,19 +115,6 @@ class Connection:
             await self._fail(accepted, None)
         finally:
             self.release()
-
-    async def live(self) -> None:
-        """The live loop: client frames, live events and control notices, until the connection ends."""
-        transport = self.transport
-        while (message := await transport.receive()) is not None:
-            kind = message["type"]
-            if kind == FRAME:
-                await self.frame(message)
-            elif kind == events.DELIVER:
-                if self.fresh(message):
-                    await transport.send(message["text"], message["event"], message.get("id"))
-            elif await self.notice(message):
-                return
 
     async def _fail(self, accepted: bool, error: Event | None) -> None:
         """End a connection an error broke: the error event first when accepted, then 1011."""
@@ -170,6 +162,18 @@ class Connection:
         shutdown.register(self.restart)
         wanted = [self.topic.group, *self.credential.groups()]
         self.groups = await events.resubscribe(self.layer, self.channel, self.groups, wanted)
+
+    async def send_opening(self, after: int | None) -> None:
+        """Send hello, the catch-up and presence, before live events (subscribed already).
+
+        Subscribed before catching up, so nothing falls between the two; live
+        events already caught up are skipped by id (:meth:`fresh`).
+        """
+        async for item in self.open(after):
+            if isinstance(item, str):
+                await self.transport.send(item, "presence")
+            else:
+                await self.transport.send(events.encode(item), item["type"], self.topic.event_id(item))
 
     async def open(self, after: int | None):
         """Yield what comes before live events: hello, catch-up, then presence (already encoded).
@@ -293,8 +297,3 @@ class Connection:
                     "code": code,
                 },
             )
-
-
-def live_connections() -> int:
-    """Return how many connections this process holds now."""
-    return memberships.count()

@@ -15,7 +15,6 @@ from .credentials import Credential
 from .delivery import SinkDeliveryConsumer
 from .errors import ClientError, parse_after
 from .topics import Topic
-from .transport import FRAME
 
 
 class TopicConsumer(SinkDeliveryConsumer):
@@ -30,10 +29,8 @@ class TopicConsumer(SinkDeliveryConsumer):
         if topic is not None:
             self.topic = topic
 
-    async def serve(self) -> None:
-        """Called once the handshake passed the middleware stack: build the connection and run it."""
-        if (await self.base_receive())["type"] != "websocket.connect":
-            return  # gone before the handshake completed
+    def driver(self):
+        """Called once the handshake passed the middleware stack: return the connection's driver."""
         # The request is kept only for the handshake: an idle socket should not hold it.
         request = self.scope.pop("request")
         try:
@@ -53,7 +50,7 @@ class TopicConsumer(SinkDeliveryConsumer):
             layer=self.channel_layer,
             channel=self.channel_name,
         )
-        await self.connection.run(after)
+        return self.connection.run(after)
 
     # -- the transport (realtime.connection.Transport) -------------------------
 
@@ -68,13 +65,6 @@ class TopicConsumer(SinkDeliveryConsumer):
     async def push(self, text: str, event: str) -> None:
         """Queue encoded text behind what is on its way to this socket."""
         await self.emit(text)
-
-    async def receive(self) -> dict | None:
-        """Return the next client frame; None once the socket is gone."""
-        message = await self.receive_message()
-        if message is None:
-            return None
-        return {"type": FRAME, "text": message.get("text"), "bytes": message.get("bytes")}
 
     async def end(self, code: int) -> None:
         """End the socket with ``code`` from any task."""

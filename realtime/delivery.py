@@ -44,6 +44,7 @@ from channels.layers import get_channel_layer
 from . import metrics
 from .codes import TRY_AGAIN_LATER
 from .events import DELIVER
+from .transport import FRAME
 
 logger = logging.getLogger(__name__)
 # How long a socket the server closed waits for the client's close frame.
@@ -120,7 +121,9 @@ class SinkDeliveryConsumer(AsyncWebsocketConsumer):
         if self._sink:
             self.channel_layer.attach(self.channel_name, self._offer)
         try:
-            await self.serve()
+            if (await receive())["type"] == "websocket.connect":  # else gone before the handshake
+                # Awaited here, not from a coroutine of ours: one suspended frame less per socket.
+                await self.driver()
             if self._done and not self._disconnected and self.close_code != metrics.CLIENT_GONE:
                 # Closed by the server: the client's close frame (or its absence) ends the socket.
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -135,17 +138,18 @@ class SinkDeliveryConsumer(AsyncWebsocketConsumer):
             # left in asgiref's shared thread (once per socket, not per message).
             await aclose_old_connections()
 
-    async def serve(self) -> None:
-        """Called once per socket: receive ``websocket.connect``, then run the socket's life."""
+    def driver(self) -> Awaitable[None]:
+        """Return what runs the socket's life once ``websocket.connect`` came (a coroutine)."""
         raise NotImplementedError
 
-    async def receive_message(self) -> dict | None:
-        """Return the next ``websocket.receive`` message; None once the socket is gone."""
+    async def receive(self) -> dict | None:
+        """Return the next client frame (``FRAME``, with ``text`` or ``bytes``); None once it is gone."""
         if not self._live:
             await self._go_live()
         while not (self._disconnected or self.close_code == metrics.CLIENT_GONE):
             message = await self.base_receive()
             if message["type"] == "websocket.receive":
+                message["type"] = FRAME
                 return message
             if message["type"] == "websocket.disconnect":
                 self._disconnected = self._done = True
@@ -155,7 +159,7 @@ class SinkDeliveryConsumer(AsyncWebsocketConsumer):
 
     async def _until_disconnect(self) -> None:
         while not self._disconnected:
-            await self.receive_message()
+            await self.receive()
 
     def event_text(self, message: dict) -> str | None:
         """Return the text to send for a ``realtime.event`` message, or None to skip it."""

@@ -10,8 +10,8 @@ from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.http import require_GET
 
 from .auth import issue_token
-from .connection import live_connections
 from .http import api, json_error, refusal
+from .memberships import count as live_connections
 from .topics import user_public
 
 

@@ -19,7 +19,7 @@ from django.test import override_settings
 from prometheus_client import REGISTRY
 
 import realtime.asgi
-from realtime import background, connection, publish
+from realtime import background, connection, memberships, publish
 from realtime.credentials import Credential
 from realtime.process import process
 from realtime.sse import EventStream
@@ -51,7 +51,7 @@ def held_by(user) -> dict:
     layer = get_channel_layer()
     return {
         "slots": process.slots.user_connections.get(user.pk, 0),
-        "live": connection.live_connections(),
+        "live": memberships.count(),
         "online": dict(process.presence.topics.get(EchoTopic("a").group).online)
         if EchoTopic("a").group in process.presence.topics
         else {},
