@@ -20,6 +20,7 @@ import pytest
 import redis
 from channels.layers import get_channel_layer
 
+from realtime import redis_store
 from realtime.process import process
 
 # Fixtures of the live and browser helpers, for every app's tests (they import no app).
@@ -267,3 +268,35 @@ def flushed_redis(url: str) -> Iterator[redis.Redis]:
         pytest.fail(f"Redis at {url} is needed and is not reachable: {exc}")
     yield client
     client.flushdb()
+
+
+# The scratch Redis database of the limit tests that run in this process (tests/*/test_limits.py).
+LIMITS_REDIS_URL = "redis://127.0.0.1:6379/6"
+
+
+@pytest.fixture
+def limits_redis():
+    """An empty Redis database for the limit tests; fails loudly when Redis is not there."""
+    yield from flushed_redis(LIMITS_REDIS_URL)
+
+
+@pytest.fixture
+async def shared(settings, limits_redis):
+    """This process configured as with REDIS_URL: limits, presence and the cache in Redis."""
+    settings.REDIS_URL = LIMITS_REDIS_URL
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": LIMITS_REDIS_URL}
+    }
+    yield limits_redis
+    await redis_store.close()
+    process.reset()
+
+
+@pytest.fixture
+def alice_client(django_user_model):
+    """Return Django's test client, logged in as a new user alice."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(django_user_model.objects.create_user("alice", password="alice"))
+    return client

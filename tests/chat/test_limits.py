@@ -22,34 +22,15 @@ from django.db import OperationalError
 from chat import service
 from chat.models import Message, Room
 from chat.topic import RoomTopic
-from realtime import redis_store, registry
+from realtime import registry
 from realtime.models import ApiToken
-from realtime.process import process
 from tests.asgi import http, make_user
-from tests.conftest import flushed_redis, free_port, make_live_server
+from tests.conftest import LIMITS_REDIS_URL, free_port, make_live_server
 from tests.sse_client import login
 
-REDIS_URL = "redis://127.0.0.1:6379/6"
+REDIS_URL = LIMITS_REDIS_URL
 CLUSTER_REDIS_URL = "redis://127.0.0.1:6379/7"  # the two processes shared by several tests
 SERVERS_REDIS_URL = "redis://127.0.0.1:6379/8"  # the processes of one test
-
-
-@pytest.fixture
-def scratch_redis():
-    """An empty Redis database of these tests; fails loudly when Redis is not there."""
-    yield from flushed_redis(REDIS_URL)
-
-
-@pytest.fixture
-async def shared(settings, scratch_redis):
-    """This process configured as with REDIS_URL: limits, presence and the cache in Redis."""
-    settings.REDIS_URL = REDIS_URL
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
-    }
-    yield scratch_redis
-    await redis_store.close()
-    process.reset()
 
 
 async def token_client(user):

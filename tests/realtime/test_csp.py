@@ -18,13 +18,6 @@ from tests.csp import POLICY, assert_strict_page
 PAGES = ["/accounts/login/"]
 
 
-@pytest.fixture
-def alice_client(django_user_model) -> Client:
-    client = Client()
-    client.force_login(django_user_model.objects.create_user("alice", password="alice"))
-    return client
-
-
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("path", PAGES)
 def test_every_page_carries_the_strict_policy_and_needs_nothing_it_blocks(alice_client, path):

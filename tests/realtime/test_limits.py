@@ -11,32 +11,12 @@ import asyncio
 import json
 import logging
 
-import pytest
-
 from realtime import rate_allow, ratelimit, redis_store, registry, slots
 from realtime.process import process
-from tests.conftest import flushed_redis, free_port
+from tests.conftest import LIMITS_REDIS_URL, free_port
 
-REDIS_URL = "redis://127.0.0.1:6379/6"
+REDIS_URL = LIMITS_REDIS_URL
 NOBODY_LISTENS = f"redis://127.0.0.1:{free_port()}/0"
-
-
-@pytest.fixture
-def scratch_redis():
-    """An empty Redis database of these tests; fails loudly when Redis is not there."""
-    yield from flushed_redis(REDIS_URL)
-
-
-@pytest.fixture
-async def shared(settings, scratch_redis):
-    """This process configured as with REDIS_URL: limits, presence and the cache in Redis."""
-    settings.REDIS_URL = REDIS_URL
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
-    }
-    yield scratch_redis
-    await redis_store.close()
-    process.reset()
 
 
 # -- rate limit, one process ----------------------------------------------------

@@ -3,16 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 
 from tests.csp import assert_strict_page
-
-
-@pytest.fixture
-def alice_client(django_user_model) -> Client:
-    client = Client()
-    client.force_login(django_user_model.objects.create_user("alice", password="alice"))
-    return client
 
 
 # In a transaction: a page may read through the core's database thread (another connection).
