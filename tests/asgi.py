@@ -191,3 +191,21 @@ def sse_stream(path: str, *, cookie: str | None = None, app=None, **headers: str
     if cookie:
         headers["Cookie"] = cookie
     return InProcessStream(path, headers, app)
+
+
+async def answers_until_pong(comm, pongs: int = 1) -> list[dict]:
+    """Send a ping; return what the socket received before its pong (the frame's answers).
+
+    ``pongs``: how many pongs end the read (2 when the frame was a ping itself).
+    """
+    await comm.send_json_to({"type": "ping"})
+    received = []
+    while True:
+        message = await comm.receive_output(5)
+        assert message["type"] == "websocket.send", f"the socket closed: {message}"
+        event = json.loads(message["text"])
+        received.append(event)
+        if event["type"] == "pong":
+            pongs -= 1
+            if not pongs:
+                return [e for e in received[:-1] if e["type"] != "presence_diff"]

@@ -20,7 +20,7 @@ from chat.service import clean_text
 from realtime.errors import ClientError
 from realtime.models import ApiToken
 from realtime.transport import decode_frame
-from tests.asgi import http, joined, make_user
+from tests.asgi import answers_until_pong, http, joined, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -81,24 +81,6 @@ async def socket(unlimited):
     alice = await make_user("alice")
     async with joined(f"/ws/rooms/{ROOM}/", user=alice) as comm:
         yield comm
-
-
-async def answers_until_pong(comm, pongs: int = 1) -> list[dict]:
-    """Send a ping; return what the socket received before its pong (the frame's answers).
-
-    ``pongs``: how many pongs end the read (2 when the frame was a ping itself).
-    """
-    await comm.send_json_to({"type": "ping"})
-    received = []
-    while True:
-        message = await comm.receive_output(5)
-        assert message["type"] == "websocket.send", f"the socket closed: {message}"
-        event = json.loads(message["text"])
-        received.append(event)
-        if event["type"] == "pong":
-            pongs -= 1
-            if not pongs:
-                return [e for e in received[:-1] if e["type"] != "presence_diff"]
 
 
 def expected(frame: str | bytes) -> str:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from realtime.errors import ClientError
 from realtime.transport import decode_frame
-from tests.asgi import echo_application, joined, make_user
+from tests.asgi import answers_until_pong, echo_application, joined, make_user
 from tests.realtime.echo import LOG
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -64,21 +64,6 @@ async def socket():
     alice = await make_user("alice")
     async with joined("/ws/echo/fuzz/", user=alice, app=echo_application()) as comm:
         yield comm
-
-
-async def answers_until_pong(comm, pongs: int = 1) -> list[dict]:
-    """Send a ping; return what the socket received before its pong (the frame's answers)."""
-    await comm.send_json_to({"type": "ping"})
-    received = []
-    while True:
-        message = await comm.receive_output(5)
-        assert message["type"] == "websocket.send", f"the socket closed: {message}"
-        event = json.loads(message["text"])
-        received.append(event)
-        if event["type"] == "pong":
-            pongs -= 1
-            if not pongs:
-                return [e for e in received[:-1] if e["type"] != "presence_diff"]
 
 
 def expected(frame: str | bytes) -> str:
