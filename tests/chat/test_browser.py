@@ -10,7 +10,7 @@ import httpx
 import pytest
 from playwright.async_api import Page, WebSocketRoute, expect
 
-from tests.browser import watch_csp
+from tests.browser import check_layout, watch_csp
 from tests.chat.conftest import message_rows, open_room, send_message
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -354,3 +354,16 @@ async def test_heartbeat_replaces_a_socket_that_stops_answering(logged_in_page, 
         await asyncio.sleep(0.05)
     await until(lambda: len(sockets) == 2, "a new socket")
     await expect(alice.locator("#status")).to_have_attribute("data-state", "live")
+
+
+async def test_lobby_and_room_fit_a_laptop_and_a_phone(logged_in_page, room_slug, tmp_path):
+    """At 1280 and 390 px: no sideways scroll, the username in full, the live status shown; no 404."""
+    alice = await logged_in_page("alice")
+    missing: list[str] = []
+    alice.on("response", lambda response: response.status == 404 and missing.append(response.url))
+    await alice.goto("/")
+    await check_layout(alice, "lobby", tmp_path)
+    await open_room(alice, room_slug)
+    await check_layout(alice, "room", tmp_path)
+    assert await alice.locator("link[rel=icon]").get_attribute("href") == "/static/realtime/favicon.svg"
+    assert not missing, f"the pages asked for what is not there: {missing}"
