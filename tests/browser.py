@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, WebSocketRoute, async_playwright, expect
 
 # Playwright's own browser download needs the internet; the system chromium does not.
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -156,3 +156,29 @@ MEASURE_LAYOUT = """() => {
     status: box(status),
   };
 }"""
+
+
+class Stall:
+    """Stand between the page and the server's WebSockets, and cut them without a close.
+
+    Until ``cut``, every socket is forwarded both ways. After it, the open ones carry nothing
+    more in either direction and no close reaches the page (a network gone without a FIN); new
+    ones open but stay silent, as a socket to a vanished network would. ``restore`` forwards
+    the sockets opened after it.
+    """
+
+    def __init__(self) -> None:
+        self.cut = False
+        self.connected = 0
+
+    def handle(self, ws: WebSocketRoute) -> None:
+        """Take each new socket of a page: ``await page.route_web_socket(pattern, stall.handle)``."""
+        if self.cut:
+            return  # opened by Playwright, answered by nobody
+        self.connected += 1
+        server = ws.connect_to_server()
+        ws.on_message(lambda message: None if self.cut else server.send(message))
+        server.on_message(lambda message: None if self.cut else ws.send(message))
+
+    def restore(self) -> None:
+        self.cut = False

@@ -10,9 +10,9 @@ import re
 import time
 
 import pytest
-from playwright.async_api import Page, WebSocketRoute, expect
+from playwright.async_api import Page, expect
 
-from tests.browser import check_layout
+from tests.browser import Stall, check_layout
 from tests.conftest import make_live_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -98,31 +98,6 @@ async def test_dashboard_draws_sparklines_flashes_moves_and_shows_the_time(logge
     assert await updated.get_attribute("datetime"), "the update time carries no machine-readable datetime"
     await expect(page.locator("#ticker-stale")).to_be_hidden()
     await check_layout(page, "ticker", tmp_path)
-
-
-class Stall:
-    """Stand between the page and the server's WebSockets, and cut them without a close.
-
-    Until ``cut``, every socket is forwarded both ways. After it, the open ones carry nothing
-    more in either direction and no close reaches the page (a network gone without a FIN); new
-    ones open but stay silent, as a socket to a vanished network would. ``restore`` forwards
-    the sockets opened after it.
-    """
-
-    def __init__(self) -> None:
-        self.cut = False
-        self.connected = 0
-
-    def handle(self, ws: WebSocketRoute) -> None:
-        if self.cut:
-            return  # opened by Playwright, answered by nobody
-        self.connected += 1
-        server = ws.connect_to_server()
-        ws.on_message(lambda message: None if self.cut else server.send(message))
-        server.on_message(lambda message: None if self.cut else ws.send(message))
-
-    def restore(self) -> None:
-        self.cut = False
 
 
 async def test_a_stalled_websocket_shows_reconnecting_within_5_s_then_catches_up(logged_in_page, tmp_path):
