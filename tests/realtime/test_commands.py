@@ -54,7 +54,7 @@ def test_seed_demo_prints_the_address_of_every_declared_page(monkeypatch):
     monkeypatch.setattr(apps.get_app_config("realtime"), "realtime_pages", [("Health", "healthz")])
     monkeypatch.setenv("PORT", "8123")
     output = run("seed_demo")
-    assert "  Health: http://127.0.0.1:8123/healthz" in output
+    assert "The apps' pages:\n  Health: http://127.0.0.1:8123/healthz\n" in output
 
 
 @override_settings(DEBUG=False)

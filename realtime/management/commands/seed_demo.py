@@ -45,8 +45,11 @@ class Command(BaseCommand):
 
     def write_pages(self, origin: str) -> None:
         """Print each installed app's page (AppConfig.realtime_pages): the Makefile names no app."""
+        lines = []
         for label, url_name in declared_pages():
             try:
-                self.stdout.write(f"  {label}: {origin}{reverse(url_name)}")
+                lines.append(f"  {label}: {origin}{reverse(url_name)}")
             except NoReverseMatch:
                 continue  # an app installed without its URLs: the header leaves it out too
+        if lines:
+            self.stdout.write("\n".join(["The apps' pages:", *lines]))
