@@ -130,13 +130,15 @@ async def test_a_stalled_websocket_shows_reconnecting_within_5_s_then_catches_up
     assert stall.connected >= 2, "the page never opened a new socket"
 
 
-async def test_going_offline_shows_at_once_and_online_reconnects(logged_in_page):
+@pytest.mark.parametrize(("transport", "shown"), [("websocket", "WebSocket"), ("sse", "SSE")])
+async def test_going_offline_shows_at_once_and_online_reconnects(logged_in_page, transport, shown):
     page = await logged_in_page("alice")
-    await page.goto("/ticker/?transport=websocket")
+    await page.goto(f"/ticker/?transport={transport}")
     status = page.locator("#status")
     await expect(status).to_have_attribute("data-state", "live")
 
-    # Chromium keeps an open WebSocket open when it goes offline: the "offline" event drops it.
+    # Chromium keeps an open WebSocket open when it goes offline: the "offline" event drops it
+    # (and an SSE stream, which EventSource would otherwise retry by itself).
     await page.context.set_offline(True)
     await expect(status).to_have_attribute("data-state", "offline", timeout=2_000)
     await expect(page.locator("#ticker-stale")).to_be_visible()
@@ -144,6 +146,7 @@ async def test_going_offline_shows_at_once_and_online_reconnects(logged_in_page)
 
     await page.context.set_offline(False)
     await expect(status).to_have_attribute("data-state", "live")
+    await expect(status).to_contain_text(shown)
     await page.wait_for_function(
         "frozen => Number(document.getElementById('ticker-seq').textContent) > frozen", arg=frozen
     )
