@@ -8,7 +8,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.templatetags.static import static
 from django.views.csrf import csrf_failure as django_csrf_failure
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_safe
 
 from .auth import issue_token
 from .connection import live_connections
@@ -61,7 +61,7 @@ async def healthz(request: HttpRequest) -> JsonResponse:
     )
 
 
-@require_GET
+@require_safe
 async def favicon(request: HttpRequest) -> HttpResponse:
     """Send ``/favicon.ico`` to the static icon: pages without the header's link (the admin) ask for it."""
     response = HttpResponseRedirect(static("realtime/favicon.svg"))
