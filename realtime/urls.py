@@ -9,6 +9,7 @@ urlpatterns = [
     path("api/tokens", views.tokens, name="api-tokens"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", metrics_view.metrics, name="metrics"),
+    path("favicon.ico", views.favicon, name="favicon"),
     # The first app page; an app that serves "/" itself comes first in project/urls.py.
     path("", navigation.home, name="home"),
 ]

@@ -5,9 +5,10 @@ from __future__ import annotations
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.templatetags.static import static
 from django.views.csrf import csrf_failure as django_csrf_failure
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_safe
 
 from .auth import issue_token
 from .http import api, json_error, refusal
@@ -58,6 +59,14 @@ async def healthz(request: HttpRequest) -> JsonResponse:
             "connections": live_connections(),
         }
     )
+
+
+@require_safe
+async def favicon(request: HttpRequest) -> HttpResponse:
+    """Send ``/favicon.ico`` to the static icon: pages without the header's link (the admin) ask for it."""
+    response = HttpResponseRedirect(static("realtime/favicon.svg"))
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

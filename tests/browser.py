@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, WebSocketRoute, async_playwright, expect
 
 # Playwright's own browser download needs the internet; the system chromium does not.
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -97,3 +97,88 @@ async def log_in(page: Page, username: str, password: str) -> None:
     await page.get_by_label("Password").fill(password)
     await page.get_by_role("button", name="Log in").click()
     await expect(page.locator("#whoami")).to_have_text(username)
+
+
+# The widths every page's layout is checked at: a laptop and a phone (iPhone 12 to 15).
+DESKTOP_AND_PHONE = [(1280, 800), (390, 844)]
+
+
+async def check_layout(page: Page, name: str, directory: Path) -> list[Path]:
+    """At a laptop's and a phone's width, check the page's header and width; return the screenshots.
+
+    At each: no sideways scroll, the username in full, the live status shown (and clear of the
+    account). Each screenshot is saved as ``<directory>/<name>-<width>.png`` for a person to look at.
+    """
+    shots = []
+    for width, height in DESKTOP_AND_PHONE:
+        await page.set_viewport_size({"width": width, "height": height})
+        await expect(page.locator("[data-live-status]").first).to_have_attribute("data-state", "live")
+        layout = await page.evaluate(MEASURE_LAYOUT)
+        where = f"{name} at {width} px"
+        assert layout["scrollWidth"] <= layout["innerWidth"], f"{where} scrolls sideways: {layout}"
+        assert layout["whoami"]["visible"], f"{where} hides the username: {layout}"
+        assert layout["whoami"]["scrollWidth"] <= layout["whoami"]["clientWidth"], (
+            f"{where} truncates the username: {layout}"
+        )
+        assert layout["status"]["visible"], f"{where} hides the live status: {layout}"
+        assert layout["status"]["scrollWidth"] <= layout["status"]["clientWidth"], (
+            f"{where} cuts the live status short: {layout}"
+        )
+        assert not layout["overlap"], f"{where} draws the status over the account: {layout}"
+        shot = directory / f"{name}-{width}.png"
+        await page.screenshot(path=str(shot), full_page=True)
+        shots.append(shot)
+    return shots
+
+
+# What check_layout measures: overflow of the document, the username's and status's boxes, and
+# whether the status's box runs into the account's (name and logout button).
+MEASURE_LAYOUT = """() => {
+  const box = (element) => {
+    if (!element) return { visible: false };
+    const rect = element.getBoundingClientRect();
+    const inside = rect.width > 0 && rect.height > 0 && rect.left >= 0 && rect.right <= innerWidth;
+    return {
+      visible: inside && getComputedStyle(element).visibility !== "hidden",
+      scrollWidth: element.scrollWidth, clientWidth: element.clientWidth,
+      left: rect.left, right: rect.right, text: element.textContent,
+    };
+  };
+  const status = document.querySelector("[data-live-status]");
+  const account = document.querySelector(".account");
+  const a = status && status.getBoundingClientRect();
+  const b = account && account.getBoundingClientRect();
+  const overlap = Boolean(a && b && a.left < b.right && b.left < a.right
+    && a.top < b.bottom && b.top < a.bottom);
+  return {
+    scrollWidth: document.scrollingElement.scrollWidth, innerWidth, overlap,
+    whoami: box(document.getElementById("whoami")),
+    status: box(status),
+  };
+}"""
+
+
+class Stall:
+    """Stand between the page and the server's WebSockets, and cut them without a close.
+
+    Until ``cut``, every socket is forwarded both ways. After it, the open ones carry nothing
+    more in either direction and no close reaches the page (a network gone without a FIN); new
+    ones open but stay silent, as a socket to a vanished network would. ``restore`` forwards
+    the sockets opened after it.
+    """
+
+    def __init__(self) -> None:
+        self.cut = False
+        self.connected = 0
+
+    def handle(self, ws: WebSocketRoute) -> None:
+        """Take each new socket of a page: ``await page.route_web_socket(pattern, stall.handle)``."""
+        if self.cut:
+            return  # opened by Playwright, answered by nobody
+        self.connected += 1
+        server = ws.connect_to_server()
+        ws.on_message(lambda message: None if self.cut else server.send(message))
+        server.on_message(lambda message: None if self.cut else ws.send(message))
+
+    def restore(self) -> None:
+        self.cut = False

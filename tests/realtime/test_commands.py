@@ -5,6 +5,7 @@ from __future__ import annotations
 from io import StringIO
 
 import pytest
+from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.test import override_settings
@@ -44,6 +45,16 @@ def test_seed_demo_creates_demo_users_once():
         ("bob", False),
     ]
     assert users.get(username="alice").check_password("alice")
+
+
+@override_settings(DEBUG=True)
+def test_seed_demo_prints_the_address_of_every_declared_page(monkeypatch):
+    for config in apps.get_app_configs():
+        monkeypatch.setattr(config, "realtime_pages", [], raising=False)
+    monkeypatch.setattr(apps.get_app_config("realtime"), "realtime_pages", [("Health", "healthz")])
+    monkeypatch.setenv("PORT", "8123")
+    output = run("seed_demo")
+    assert "The apps' pages:\n  Health: http://127.0.0.1:8123/healthz\n" in output
 
 
 @override_settings(DEBUG=False)

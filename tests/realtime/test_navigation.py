@@ -65,3 +65,13 @@ def test_a_page_without_a_url_is_left_out_with_a_warning(monkeypatch, caplog):
     pages = navigation.pages(RequestFactory().get("/"))["nav_pages"]
     assert [page["label"] for page in pages] == ["Health"]
     assert "(URL name 'no-such-url') has no URL" in caplog.text
+
+
+def test_favicon_ico_redirects_to_the_static_icon_that_every_page_links():
+    client = Client()
+    response = client.get("/favicon.ico")
+    assert response.status_code == 302
+    assert response["Location"].endswith("realtime/favicon.svg")
+    assert client.get(response["Location"]).status_code == 200
+    html = render_to_string("registration/login.html", request=RequestFactory().get("/accounts/login/"))
+    assert '<link rel="icon" href="/static/realtime/favicon.svg" type="image/svg+xml">' in html

@@ -1,13 +1,23 @@
-"""The ticker dashboard in a real browser: prices update in place, over WebSocket and over SSE."""
+"""The ticker dashboard in a real browser: prices update in place, over WebSocket and over SSE.
+
+Also the dashboard's looks (sparklines, a highlight on each move, the time of the last update,
+the layout on a laptop and a phone) and what it shows while the connection stalls.
+"""
 
 from __future__ import annotations
+
+import re
+import time
 
 import pytest
 from playwright.async_api import Page, expect
 
+from tests.browser import Stall, check_layout
 from tests.conftest import make_live_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+TIME_OF_DAY = re.compile(r"\d{1,2}:\d{2}:\d{2}")
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +76,77 @@ async def test_dashboard_updates_prices_in_place_over_sse(logged_in_page):
     await expect(status).to_have_attribute("data-state", "live")
     await expect(status).to_contain_text("SSE")
     await assert_updates_in_place(page)
+
+
+async def test_dashboard_draws_sparklines_flashes_moves_and_shows_the_time(logged_in_page, tmp_path):
+    page = await logged_in_page("alice")
+    await page.goto("/ticker/")
+    await expect(page.locator("#status")).to_have_attribute("data-state", "live")
+    # A sparkline per symbol, growing with each tick (0.2 s here).
+    await page.wait_for_function(
+        "() => [...document.querySelectorAll('#ticker-rows tr')].every("
+        "r => (r.querySelector('.spark polyline')?.getAttribute('points') || '').split(' ').length >= 5)",
+        timeout=10_000,
+    )
+    # A moved price is highlighted for a moment (an animation on its cell).
+    await page.wait_for_function(
+        "() => [...document.querySelectorAll('#ticker-rows .price')].some(c => c.getAnimations().length > 0)",
+        timeout=10_000,
+    )
+    updated = page.locator("#ticker-updated")
+    await expect(updated).to_have_text(TIME_OF_DAY)
+    assert await updated.get_attribute("datetime"), "the update time carries no machine-readable datetime"
+    await expect(page.locator("#ticker-stale")).to_be_hidden()
+    await check_layout(page, "ticker", tmp_path)
+
+
+async def test_a_stalled_websocket_shows_reconnecting_within_5_s_then_catches_up(logged_in_page, tmp_path):
+    page = await logged_in_page("alice")
+    stall = Stall()
+    await page.route_web_socket(lambda url: "/ws/ticker/" in url, stall.handle)
+    await page.goto("/ticker/?transport=websocket")
+    status = page.locator("#status")
+    await expect(status).to_have_attribute("data-state", "live")
+    seq = page.locator("#ticker-seq")
+
+    stall.cut = True
+    cut_at = time.monotonic()
+    await expect(status).to_have_attribute("data-state", "reconnecting", timeout=5_000)
+    assert time.monotonic() - cut_at < 5, "the stall showed too late"
+    frozen = int(await seq.text_content())
+    await expect(page.locator("#dashboard")).to_have_attribute("data-stale", "yes")
+    await expect(page.locator("#ticker-stale")).to_be_visible()
+    await page.screenshot(path=str(tmp_path / "ticker-stalled-1280.png"))
+
+    stall.restore()
+    await expect(status).to_have_attribute("data-state", "live", timeout=20_000)
+    await expect(status).to_contain_text("WebSocket")
+    # Caught up: the latest snapshot, well past the seq shown when the stall began.
+    await page.wait_for_function(
+        "frozen => Number(document.getElementById('ticker-seq').textContent) > frozen + 3", arg=frozen
+    )
+    await expect(page.locator("#dashboard")).to_have_attribute("data-stale", "no")
+    await expect(page.locator("#ticker-stale")).to_be_hidden()
+    assert stall.connected >= 2, "the page never opened a new socket"
+
+
+@pytest.mark.parametrize(("transport", "shown"), [("websocket", "WebSocket"), ("sse", "SSE")])
+async def test_going_offline_shows_at_once_and_online_reconnects(logged_in_page, transport, shown):
+    page = await logged_in_page("alice")
+    await page.goto(f"/ticker/?transport={transport}")
+    status = page.locator("#status")
+    await expect(status).to_have_attribute("data-state", "live")
+
+    # Chromium keeps an open WebSocket open when it goes offline: the "offline" event drops it
+    # (and an SSE stream, which EventSource would otherwise retry by itself).
+    await page.context.set_offline(True)
+    await expect(status).to_have_attribute("data-state", "offline", timeout=2_000)
+    await expect(page.locator("#ticker-stale")).to_be_visible()
+    frozen = int(await page.locator("#ticker-seq").text_content())
+
+    await page.context.set_offline(False)
+    await expect(status).to_have_attribute("data-state", "live")
+    await expect(status).to_contain_text(shown)
+    await page.wait_for_function(
+        "frozen => Number(document.getElementById('ticker-seq').textContent) > frozen", arg=frozen
+    )

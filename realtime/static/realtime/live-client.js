@@ -29,7 +29,8 @@
 //   resumeParam       the query parameter that carries lastId() (default
 //                     "after"), or (id) => ({ param: value, ... })
 //   onStatus(state, transport, text)
-//                     state: connecting | live | reconnecting | offline | ended;
+//                     state: connecting (before the first live connection) |
+//                     live | reconnecting | offline | ended;
 //                     transport: "WebSocket" | "SSE" | null; text for people.
 //                     Default: LiveClient.statusWriter(), which writes into
 //                     every element with a data-live-status attribute
@@ -46,7 +47,9 @@
 //                     answers 200 for the user of the connection's hello.
 //   transport         "websocket" | "sse" forces one (default: ?transport= of the page)
 //   pageLifecycle     default true: "pagehide" stops, "pageshow" from the
-//                     back/forward cache connects again, "online" retries now
+//                     back/forward cache connects again, "offline" drops the
+//                     connection at once (reconnecting shows without waiting
+//                     for the heartbeat), "online" retries now
 //   backoff, policy   a Backoff and a TransportPolicy, to tune or test
 //
 // Methods: connect(), send(frame) -> bool (false when not live or on SSE),
@@ -64,6 +67,7 @@
   const SESSION_STATUSES = { 401: 4401, 403: 4403 };
   const SESSION_ENDED = 4401;
   const SESSION_RECHECK_MS = [1000, 2500]; // after a 4401, the waits before asking sessionUrl again
+  const NETWORK_LOST = 1006; // what onDown reports when the browser went offline
   const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
   /** Return an onStatus that writes into the elements ``target`` selects (or that element). */
@@ -127,6 +131,7 @@
       this.policy.onProbeDue = () => this.restart();
       this.current = null; // the transport of the attempt under way, if any
       this.live = false; // the current connection delivered its first event
+      this.wasLive = false; // some connection of this client was live
       this.ended = false; // for good: the session or the user is gone
       this.userId = null; // the user the server's hello named (checked after a 4401)
       this.stopped = false; // for now: the page was left, it may come back
@@ -134,6 +139,7 @@
       this.retryTimer = null;
       this.countdownTimer = null;
       if (pageLifecycle) {
+        window.addEventListener("offline", () => this.networkLost());
         window.addEventListener("online", () => this.reconnectNow());
         window.addEventListener("pagehide", () => this.stop());
         window.addEventListener("pageshow", (e) => e.persisted && this.connect());
@@ -166,7 +172,9 @@
         onClose: (info) => transport === this.current && this.closed(transport, info),
       });
       this.current = transport;
-      this.status("connecting", "connecting…");
+      // Once live, every later attempt is a reconnect: the page says so until live again.
+      if (this.wasLive) this.status("reconnecting", "reconnecting…");
+      else this.status("connecting", "connecting…");
       transport.connect();
     }
 
@@ -181,6 +189,7 @@
       if (!this.live) {
         // The first event of a connection (hello, by the contract) makes it live.
         this.live = true;
+        this.wasLive = true;
         this.status("live", `live · ${this.transport}`);
         this.onLive(this.transport);
       }
@@ -218,6 +227,17 @@
       } else {
         this.scheduleReconnect();
       }
+    }
+
+    /**
+     * The browser says the network is gone: a socket may stay "open" without a
+     * FIN for a while, so give it up now; "online" reconnects and catches up.
+     */
+    networkLost() {
+      const transport = this.current;
+      if (this.ended || this.stopped || !transport) return;
+      transport.close();
+      this.closed(transport, { code: NETWORK_LOST, reason: "offline", wasOpen: this.live });
     }
 
     /** After a 4401: return 4401 or 4403 once sessionUrl still refuses after the waits, else null. */

@@ -1,4 +1,13 @@
-// One WebSocket connection to one topic, with a ping/pong heartbeat.
+// One WebSocket connection to one topic, with a heartbeat that notices a stall.
+//
+// A network gone without a FIN (Wi-Fi dropped, a NAT forgot the flow) leaves
+// the socket "open" for minutes. So every half second the transport asks whether
+// anything arrived since the last check; after SILENT_PING_MS of silence it
+// pings ({"type": "ping"} -> pong), and after PONG_WITHIN_MS more with no
+// traffic at all it reports the socket dead (code 4000). A busy topic never
+// pings, a quiet one about every 2 s, and a message costs one assignment,
+// as a pong check would. A stall is reported within SILENT_PING_MS +
+// PONG_WITHIN_MS + CHECK_EVERY_MS (4 s) of the last traffic.
 //
 // A transport is deliberately dumb: connect once, deliver events, report the
 // close. Reconnecting, catch-up and status live in LiveClient (live-client.js),
@@ -9,13 +18,22 @@
 (function (Realtime) {
   "use strict";
 
-  const PING_EVERY_MS = 25000;
-  const PONG_WITHIN_MS = 10000;
+  const CHECK_EVERY_MS = 500;
+  const SILENT_PING_MS = 1500; // silence before a ping
+  const PONG_WITHIN_MS = 2000; // then silence before the socket counts as dead
   // Our own code for "the heartbeat failed"; 4000-4999 is the application range.
   const HEARTBEAT_TIMEOUT = 4000;
 
   class WebSocketTransport {
-    constructor({ url, onOpen, onEvent, onClose, pingEveryMs = PING_EVERY_MS, pongWithinMs = PONG_WITHIN_MS }) {
+    constructor({
+      url,
+      onOpen,
+      onEvent,
+      onClose,
+      checkEveryMs = CHECK_EVERY_MS,
+      silentPingMs = SILENT_PING_MS,
+      pongWithinMs = PONG_WITHIN_MS,
+    }) {
       this.name = "WebSocket";
       this.canSend = true; // client frames go up the same socket
       this.reportsCloseCodes = true; // 4401, 4403 and friends arrive as close codes
@@ -23,12 +41,14 @@
       this.onOpen = onOpen;
       this.onEvent = onEvent;
       this.onClose = onClose;
-      this.pingEveryMs = pingEveryMs;
+      this.checkEveryMs = checkEveryMs;
+      this.silentPingMs = silentPingMs;
       this.pongWithinMs = pongWithinMs;
       this.socket = null;
       this.wasOpen = false;
-      this.pingTimer = null;
-      this.pongTimer = null;
+      this.heartbeatTimer = null;
+      this.heard = false; // anything arrived since the last check
+      this.silentMs = 0; // how long nothing has arrived, counted in checks
     }
 
     connect() {
@@ -47,13 +67,13 @@
     }
 
     receive(data) {
+      this.heard = true; // any traffic proves the socket alive, a pong or an event
       let event;
       try {
         event = JSON.parse(data);
       } catch {
         return; // the server only sends JSON; ignore anything else
       }
-      if (event.type === "pong") this.clearPongTimer();
       this.onEvent(event);
     }
 
@@ -70,15 +90,22 @@
     }
 
     startHeartbeat() {
-      this.pingTimer = setInterval(() => {
-        if (!this.send({ type: "ping" }) || this.pongTimer) return;
-        this.pongTimer = setTimeout(() => this.heartbeatFailed(), this.pongWithinMs);
-      }, this.pingEveryMs);
+      this.heard = true;
+      this.silentMs = 0;
+      this.heartbeatTimer = setInterval(() => this.checkHeartbeat(), this.checkEveryMs);
     }
 
-    clearPongTimer() {
-      clearTimeout(this.pongTimer);
-      this.pongTimer = null;
+    /** Every CHECK_EVERY_MS: ping after some silence, give the socket up after more. */
+    checkHeartbeat() {
+      if (this.heard) {
+        this.heard = false;
+        this.silentMs = 0;
+        return;
+      }
+      const before = this.silentMs;
+      this.silentMs += this.checkEveryMs;
+      if (before < this.silentPingMs && this.silentMs >= this.silentPingMs) this.send({ type: "ping" });
+      if (this.silentMs >= this.silentPingMs + this.pongWithinMs) this.heartbeatFailed();
     }
 
     heartbeatFailed() {
@@ -103,8 +130,7 @@
     detach() {
       const socket = this.socket;
       this.socket = null;
-      clearInterval(this.pingTimer);
-      this.clearPongTimer();
+      clearInterval(this.heartbeatTimer);
       return socket;
     }
   }
