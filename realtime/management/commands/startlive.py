@@ -36,7 +36,7 @@ class Command(BaseCommand):
             "Wire it with two lines:\n"
             "  in project/settings.py, add to INSTALLED_APPS:\n"
             f'    "{name}",\n'
-            '  in project/urls.py, add to urlpatterns (before the include of "realtime.urls"):\n'
+            "  in project/urls.py, add to urlpatterns, next to the other apps' include() lines:\n"
             f'    path("", include("{name}.urls")),\n'
             "\n"
             f"Then: python manage.py migrate; pytest tests/{name}; and open /{name}/ "
