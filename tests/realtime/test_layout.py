@@ -6,8 +6,6 @@ import ast
 import re
 from pathlib import Path
 
-import pytest
-
 import realtime
 
 ROOT = Path(__file__).resolve().parents[2]
