@@ -177,7 +177,8 @@ def test_startlive_poll_plus_the_two_printed_lines_passes_its_own_tests(tmp_path
     run(project, "manage.py", "migrate", "--noinput")
     run(project, "-m", "ruff", "check", "poll", "tests/poll")
     run(project, "-m", "ruff", "format", "--check", "poll", "tests/poll")
-    # The layout test finds the new app by itself.
+    # The layout test finds the new app by itself (and, below, checks its imports); the CSP test
+    # finds its page.
     found = run(project, "-c", "from tests.realtime.test_layout import APPS; print(' '.join(APPS))")
     assert "poll" in found.stdout.split(), found.stdout
 
@@ -190,7 +191,9 @@ def test_startlive_poll_plus_the_two_printed_lines_passes_its_own_tests(tmp_path
         }
     tests = run(
         project,
-        *("-m", "pytest", "tests/poll", "tests/realtime/test_layout.py", "-q", "-p", "no:cacheprovider"),
+        *("-m", "pytest", "tests/poll", "tests/realtime/test_layout.py", "tests/realtime/test_csp.py"),
+        *("-v", "-p", "no:cacheprovider"),
         env=database,
     )
     assert " passed" in tests.stdout and " failed" not in tests.stdout, tests.stdout[-3000:]
+    assert "[/poll/] PASSED" in tests.stdout, tests.stdout[-3000:]
