@@ -32,7 +32,7 @@ class InlineCode(HTMLParser):
 
 def assert_strict_page(client: Client, path: str) -> None:
     """Assert that ``path`` answers 200 with the strict policy and holds no inline code it would block."""
-    response = client.get(path)
+    response = client.get(path, follow=True)
     assert response.status_code == 200, (path, response.status_code)
     assert response["Content-Security-Policy"] == POLICY
     page = InlineCode()

@@ -10,46 +10,17 @@ or upload table, and the core's fast tests pass, with this same Python.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.scratch import ROOT, copy_project, delete_line, run
 
 pytestmark = pytest.mark.slow
 
 DEMOS = ("chat", "uploads", "ticker")
-# Settings the copy chooses for itself: a database of its own, no inherited test database name.
-UNSET = ("DATABASE_URL", "DJANGO_TEST_DATABASE_NAME", "SQLITE_PATH", "REDIS_URL", "DJANGO_SETTINGS_MODULE")
-
-
-def copy_project(target: Path) -> None:
-    """Copy the project's files (tracked, or new and not ignored) to ``target``; no .venv, no database."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.split(b"\0")
-    for name in filter(None, listed):
-        source = ROOT / os.fsdecode(name)
-        if source.is_file():  # a file deleted but not yet committed is listed and absent
-            (target / source.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / source.relative_to(ROOT))
-
-
-def delete_line(path: Path, line: str) -> None:
-    """Delete the one line of ``path`` that reads ``line`` (stripped); fail unless there is exactly one."""
-    lines = path.read_text().splitlines(keepends=True)
-    matches = [n for n, text in enumerate(lines) if text.strip() == line]
-    assert len(matches) == 1, f"{path.name}: expected one line {line!r}, found {len(matches)}"
-    del lines[matches[0]]
-    path.write_text("".join(lines))
 
 
 def remove_demo(project: Path, app: str) -> None:
@@ -58,17 +29,6 @@ def remove_demo(project: Path, app: str) -> None:
     delete_line(project / "project" / "settings.py", f'"{app}",')
     delete_line(project / "project" / "urls.py", f'path("", include("{app}.urls")),')
     shutil.rmtree(project / "tests" / app)
-
-
-def run(project: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in UNSET}
-    env["SQLITE_PATH"] = str(project / "db.sqlite3")
-    result = subprocess.run(
-        [sys.executable, *args], cwd=project, env=env, capture_output=True, text=True, timeout=timeout
-    )
-    output = f"{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
-    assert result.returncode == 0, f"{' '.join(args)} failed:\n{output}"
-    return result
 
 
 @pytest.mark.timeout(1800)

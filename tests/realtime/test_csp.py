@@ -10,12 +10,29 @@ import pytest
 from django.conf import settings
 from django.http import HttpResponse
 from django.test import Client, RequestFactory, override_settings
+from django.urls import Resolver404, resolve, reverse
 
 from project.csp import ContentSecurityPolicyMiddleware, build_policy
+from realtime.navigation import declared_pages
 from tests.csp import POLICY, assert_strict_page
 
-# The core's own pages; each app's tests check its pages the same way (tests/csp.py).
-PAGES = ["/accounts/login/"]
+
+def served(path: str) -> bool:
+    """Return whether this project serves ``path`` (an app removed takes its pages away)."""
+    try:
+        resolve(path)
+    except Resolver404:
+        return False
+    return True
+
+
+# The login page, /, and the page every installed app declares (a generated one too); an app's
+# other pages are its own tests' (tests/csp.py).
+PAGES = list(
+    dict.fromkeys(
+        path for path in ["/accounts/login/", "/", *(reverse(n) for _, n in declared_pages())] if served(path)
+    )
+)
 
 
 @pytest.mark.django_db(transaction=True)
