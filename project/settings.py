@@ -187,6 +187,15 @@ def redis_channel_layer(url: str) -> dict:
 
 if REALTIME_BUS == "redis":
     CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
+elif REALTIME_BUS == "postgres":
+    CHANNEL_LAYERS = {
+        "default": {
+            # The in-process layer for this process's sockets; group_send writes a
+            # row of the event table that every process reads (realtime/pgbus.py).
+            "BACKEND": "realtime.pgbus.PostgresBusChannelLayer",
+            "CONFIG": {"capacity": 1000, "expiry": 60},
+        }
+    }
 else:
     CHANNEL_LAYERS = {
         "default": {
