@@ -9,7 +9,8 @@ the postgres bus wakes it with LISTEN/NOTIFY (realtime.pgbus).
 Ids are given out at INSERT and become visible at COMMIT, so a row may
 appear after a higher id was read. The :class:`Cursor` remembers the ids it
 skipped and reads them again for :data:`GAP_SECONDS` before giving them up
-(a rolled-back insert leaves a hole for good).
+(a rolled-back insert leaves a hole for good). A row whose event id was
+delivered to its group a moment ago is skipped (a retried publish).
 
 A second job deletes rows older than ``REALTIME_BUS_RETENTION_SECONDS``, in
 batches, by the index on ``created``.
@@ -21,6 +22,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -43,17 +45,39 @@ MAX_GAPS = 1000
 BATCH = 500
 DELETE_BATCH = 1000
 RETRY_SECONDS = 0.5
+# Seconds an event id delivered to a group is remembered, to skip a second row of it.
+DEDUP_SECONDS = 10.0
 
 Row = tuple[int, str, str]  # id, group, payload
 Deliver = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 class Cursor:
-    """The last id read, and the lower ids not seen yet (see the module doc)."""
+    """The last id read, the lower ids not seen yet, the event ids delivered lately (see the module doc)."""
 
     def __init__(self, last: int) -> None:
         self.last = last
         self.gaps: dict[int, float] = {}  # id -> when to give it up (monotonic)
+        self.recent: set[tuple[str, int]] = set()  # (group, event id) delivered in the last DEDUP_SECONDS
+        self.recent_order: deque[tuple[float, tuple[str, int]]] = deque()
+
+    def duplicate(self, group: str, message: dict[str, Any], now: float) -> bool:
+        """Return whether ``message`` carries an event id this reader delivered to ``group`` lately.
+
+        At least once: a publish retried after its connection failed may
+        have been stored twice, as two rows with one event id.
+        """
+        event_id = message.get("id")
+        if event_id is None:
+            return False
+        while self.recent_order and self.recent_order[0][0] < now:
+            self.recent.discard(self.recent_order.popleft()[1])
+        key = (group, event_id)
+        if key in self.recent:
+            return True
+        self.recent.add(key)
+        self.recent_order.append((now + DEDUP_SECONDS, key))
+        return False
 
     def accept(self, rows: list[Row], now: float) -> list[Row]:
         """Return the rows not delivered yet, in id order; note the ids skipped."""
@@ -109,13 +133,15 @@ def read_rows(after: int, gaps: list[int]) -> list[Row]:
 
 async def deliver_rows(cursor: Cursor, rows: list[Row], deliver: Deliver) -> None:
     """Hand the rows the cursor has not delivered yet to ``deliver``, in id order."""
-    for _, group, payload in cursor.accept(rows, time.monotonic()):
+    now = time.monotonic()
+    for _, group, payload in cursor.accept(rows, now):
         try:
             message = json.loads(payload)
         except ValueError:
             logger.error("event bus: a row that is not JSON was skipped")
             continue
-        await deliver(group, message)
+        if not cursor.duplicate(group, message, now):
+            await deliver(group, message)
 
 
 async def poll(deliver: Deliver) -> None:

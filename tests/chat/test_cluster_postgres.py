@@ -8,6 +8,7 @@ are a few seconds, for a loaded machine.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 import uuid
@@ -153,6 +154,29 @@ async def test_announce_needs_no_redis(cluster):
             "type": "announcement",
             "text": "to every process",
         }
+        await ws.close()
+
+
+async def test_an_event_committed_after_a_higher_id_was_read_is_still_delivered(cluster):
+    a, b = cluster
+    room = new_room()
+    late = {"type": "announcement", "text": "late"}
+    message = {"type": "realtime.event", "text": json.dumps(late), "event": "announcement"}
+    async with login(b.url, "bob") as bob:
+        ws = await connect(b, bob, room)
+        with psycopg.connect(a.env["DATABASE_URL"]) as slow:  # a transaction that commits late
+            slow.execute(
+                'INSERT INTO realtime_busevent (created, "group", payload) VALUES (now(), %s, %s)',
+                [f"room.{room}", json.dumps(message)],
+            )
+            result = await asyncio.to_thread(a.manage, "announce", room, "early")  # a higher id, committed
+            assert result.returncode == 0, result.stderr
+            assert await next_of_type(ws, "announcement", timeout=DEADLINE) == {
+                "type": "announcement",
+                "text": "early",
+            }
+            slow.commit()
+        assert await next_of_type(ws, "announcement", timeout=DEADLINE) == late
         await ws.close()
 
 
