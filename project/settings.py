@@ -2,7 +2,8 @@
 
 Unset, everything is embedded: SQLite, the in-process channel layer and the
 local-memory cache. ``REDIS_URL`` moves the channel layer and the cache (so
-presence and rate limits) to Redis; ``DATABASE_URL`` moves the database.
+presence and rate limits) to Redis; ``DATABASE_URL`` moves the database;
+``REALTIME_BUS`` picks the bus between processes (realtime/bus.py).
 """
 
 from __future__ import annotations
