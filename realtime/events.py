@@ -136,7 +136,7 @@ async def notify(group: str, notice: str, **fields: Any) -> None:
 
 
 async def _group_send(group: str, message: dict[str, Any]) -> None:
-    if bus.unserved():
+    if not bus.serving and bus.unserved():
         await bus.awrite(group, message)
     else:
         await get_channel_layer().group_send(group, message)

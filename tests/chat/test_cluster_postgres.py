@@ -14,6 +14,7 @@ import time
 import uuid
 from dataclasses import replace
 
+import httpx
 import psycopg
 import pytest
 import websockets
@@ -49,9 +50,11 @@ def drop_database(name: str) -> None:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def start_cluster(tmp_path, database_url: str) -> tuple[LiveServer, LiveServer]:
+def start_cluster(tmp_path, database_url: str, **env: str) -> tuple[LiveServer, LiveServer]:
     """Start two uvicorn processes on ``database_url`` with the postgres bus and no Redis."""
-    prepared = make_live_server(tmp_path, DATABASE_URL=database_url, REALTIME_BUS="postgres", REDIS_URL="")
+    prepared = make_live_server(
+        tmp_path, DATABASE_URL=database_url, REALTIME_BUS="postgres", REDIS_URL="", **env
+    )
     a = as_uvicorn(prepared, tmp_path, "a")
     b = replace(
         as_uvicorn(prepared, tmp_path, "b"), port=(port := free_port()), url=f"http://127.0.0.1:{port}"
@@ -180,40 +183,61 @@ async def test_an_event_committed_after_a_higher_id_was_read_is_still_delivered(
         await ws.close()
 
 
-async def test_postgres_unreachable_then_back_loses_nothing_committed(tmp_path):
+async def history_ids(client, room: str) -> list[int]:
+    """Return the ids of the room's stored messages (up to 200, oldest first), [] while it is down."""
+    response = await client.get(f"/api/rooms/{room}/messages", params={"limit": 200})
+    return [m["id"] for m in response.json()["messages"]] if response.status_code == 200 else []
+
+
+async def keep_posting(client, room: str, stop: asyncio.Event) -> int:
+    """Post a message every 50 ms until ``stop``, through an outage (503s); return how many were stored."""
+    stored = 0
+    headers = {"X-CSRFToken": client.cookies["csrftoken"]}
+    while not stop.is_set():
+        try:
+            response = await client.post(f"/api/rooms/{room}/messages", json={"text": "l"}, headers=headers)
+            stored += response.status_code == 201
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(0.05)
+    return stored
+
+
+async def test_postgres_connections_cut_under_load_lose_nothing_committed(tmp_path):
     name = create_database()
     proxy = CuttableProxy(target_port=5432)
     proxy.start()
-    a, b = start_cluster(tmp_path, f"postgres://postgres@127.0.0.1:{proxy.port}/{name}")
+    database_url = f"postgres://postgres@127.0.0.1:{proxy.port}/{name}"
+    a, b = start_cluster(tmp_path, database_url, REALTIME_RATE_LIMIT="100000/1s")
     room = new_room()
     try:
         async with login(a.url, "alice") as alice, login(b.url, "bob") as bob:
-            follower = ResumingClient(b.url, room, bob.cookies, "ws")
-            stop = asyncio.Event()
-            following = asyncio.create_task(follower.run(stop))
-            await asyncio.wait_for(follower.connected.wait(), 10)
-            await post(alice, room, "before")
+            stop_following, stop_posting = asyncio.Event(), asyncio.Event()
+            followers = [ResumingClient(server.url, room, bob.cookies, "ws") for server in (a, b)]
+            following = [asyncio.create_task(f.run(stop_following)) for f in followers]
+            for follower in followers:
+                await asyncio.wait_for(follower.connected.wait(), 10)
+            posting = asyncio.create_task(keep_posting(alice, room, stop_posting))
+            await asyncio.sleep(1)
 
             await asyncio.to_thread(proxy.set_cut, True)  # every connection dropped, as by a restart
             await asyncio.sleep(1)
             await asyncio.to_thread(proxy.set_cut, False)
 
             async with asyncio.timeout(30):  # the pools and the bus reconnect by themselves
-                while True:
-                    response = await alice.post(
-                        f"/api/rooms/{room}/messages",
-                        json={"text": "after"},
-                        headers={"X-CSRFToken": alice.cookies["csrftoken"]},
-                    )
-                    if response.status_code == 201:
-                        break
-                    await asyncio.sleep(0.5)
-            expected = [m["id"] for m in (await alice.get(f"/api/rooms/{room}/messages")).json()["messages"]]
-            async with asyncio.timeout(30):
-                while follower.seen != expected:
+                before: list[int] = []
+                while not before:  # the database answers again
+                    before = await history_ids(alice, room)
+                while len(await history_ids(alice, room)) <= len(before):  # and posts are stored again
+                    await asyncio.sleep(0.2)
+            stop_posting.set()
+            assert await posting > 0
+            expected = await history_ids(alice, room)
+            async with asyncio.timeout(30):  # every committed message reaches both processes' clients, once
+                while any(f.seen != expected for f in followers):
                     await asyncio.sleep(0.1)
-            stop.set()
-            await following
+            stop_following.set()
+            await asyncio.gather(*following)
             # Live again: a new message crosses within the deadline.
             ws = await connect(b, bob, room)
             sent = await post(alice, room, "live again")
