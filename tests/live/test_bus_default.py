@@ -84,6 +84,21 @@ async def test_publish_from_a_shell_reaches_the_servers_sockets_within_a_second(
         assert time.time() - published_at < DEADLINE
 
 
+async def test_an_async_publish_from_a_workers_event_loop_reaches_the_servers_sockets(server, room):
+    code = (
+        "import asyncio, time\nfrom chat.events import announcement\nfrom chat.topic import RoomTopic\n"
+        "from realtime import publish\n"
+        f"asyncio.run(publish(RoomTopic({room!r}), announcement('from a worker')))\n"
+        "print(time.time())\n"
+    )
+    async with login(server, "alice") as alice, ws_connect(server, alice, f"/ws/rooms/{room}/") as ws:
+        await joined(ws)
+        published_at = await asyncio.to_thread(shell, server, code)
+
+        assert await recv_event(ws, timeout=DEADLINE) == {"type": "announcement", "text": "from a worker"}
+        assert time.time() - published_at < DEADLINE
+
+
 async def test_a_publish_in_a_rolled_back_transaction_is_never_delivered(server, room):
     async with login(server, "alice") as alice, ws_connect(server, alice, f"/ws/rooms/{room}/") as ws:
         await joined(ws)
