@@ -201,3 +201,7 @@ def register_jobs() -> None:
     if settings.REALTIME_BUS in (bus.MEMORY, bus.POSTGRES):
         background.register("realtime-bus-reader", read_forever)
         background.register("realtime-bus-retention", trim_forever)
+    if settings.REALTIME_BUS == bus.MEMORY:
+        from .busguard import heartbeat_forever
+
+        background.register("realtime-bus-heartbeat", heartbeat_forever)

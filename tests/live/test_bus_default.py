@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from dataclasses import replace
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import make_live_server
+from tests.conftest import free_port, make_live_server
 
 from .conftest import joined, login, recv_event, ws_connect
 
@@ -145,3 +146,19 @@ async def test_a_session_deleted_in_another_process_closes_its_sockets(server, r
 
         assert await closed_with(ws) == 4401
         assert time.time() - deleted_at < DEADLINE
+
+
+def test_a_second_server_on_the_same_database_refuses_to_start_until_the_first_stops(tmp_path):
+    first = make_live_server(tmp_path, REDIS_URL="", REALTIME_BUS="")
+    port = free_port()
+    second = replace(first, url=f"http://127.0.0.1:{port}", port=port, log_path=tmp_path / "second.log")
+    first.start()  # it served /healthz: its heartbeat is in the table
+    try:
+        with pytest.raises(RuntimeError, match="exited early"):
+            second.start()
+        assert "Another server process" in second.log_path.read_text()
+        assert "REALTIME_BUS=postgres" in second.log_path.read_text()
+    finally:
+        first.stop()
+    second.start()  # the first one's heartbeats went with it: a restart is not refused
+    second.stop()
