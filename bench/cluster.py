@@ -1,11 +1,12 @@
-"""Several server processes acting as one app: Redis for events, PostgreSQL for data.
+"""Several server processes acting as one app: Redis or PostgreSQL for events, PostgreSQL for data.
 
 The ``redis-Nproc`` kinds of bench/run.py run N uvicorn processes with
 ``make serve``'s flags, all with the same ``REDIS_URL`` and ``DATABASE_URL``
 (what ``make run-cluster`` does), and the load client spreads its clients,
 senders included, over them: client i talks to process i mod N. So most
 deliveries cross Redis from the process that stored a message to the
-processes holding the receivers.
+processes holding the receivers. The ``pg-Nproc`` kinds do the same with
+``REALTIME_BUS=postgres`` and no Redis: events cross through the event table.
 
 Each run gets a fresh PostgreSQL database copied from a migrated template
 (``CREATE DATABASE ... TEMPLATE``) and a flushed Redis database.
@@ -88,6 +89,20 @@ def redis_pid() -> int | None:
     return pid if pid and Path(f"/proc/{pid}").exists() else None
 
 
+def postgres_pid() -> int | None:
+    """Return the PostgreSQL server's main process id (its backends are its children), if on this machine."""
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() != "postgres":
+                continue
+            parent = (comm.parent / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            if Path(f"/proc/{parent}/comm").read_text().strip() != "postgres":
+                return int(comm.parent.name)
+        except OSError:
+            continue
+    return None
+
+
 class Cluster:
     """``kind.processes`` servers of one app; measured as one (CPU and memory summed)."""
 
@@ -96,7 +111,8 @@ class Cluster:
         self.members = [
             Server(kind, database_url, workdir / f"{label}.server-{i}.log") for i in range(kind.processes)
         ]
-        self.redis = redis_pid()
+        self.redis = redis_pid() if kind.bus == "redis" else None
+        self.postgres = postgres_pid()
 
     @property
     def url(self) -> str:
@@ -113,7 +129,8 @@ class Cluster:
 
     def start(self) -> None:
         """Start every process; stop them all if one fails to come up."""
-        flush_redis()
+        if self.kind.bus == "redis":
+            flush_redis()
         try:
             for member in self.members:
                 member.start()
@@ -133,6 +150,10 @@ class Cluster:
     def redis_cpu(self) -> float | None:
         """Return the Redis server's CPU seconds so far (None: not on this machine)."""
         return cpu_seconds(self.redis) if self.redis else None
+
+    def database_cpu(self) -> float | None:
+        """Return PostgreSQL's CPU seconds so far, every backend on this machine (None: not on it)."""
+        return cpu_seconds(self.postgres) if self.postgres else None
 
     def rss_kb(self) -> int:
         """Return the resident memory of all processes now, in kB."""

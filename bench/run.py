@@ -37,7 +37,16 @@ from sessions import USERNAME_PREFIX, login_via_form  # noqa: E402
 CLIENT_DIR = BENCH / "client"
 RESULTS = BENCH / "results"
 ROOM = "bench"
-DEFAULT_SERVERS = ["bare", "tutorial", "realtime-daphne", "realtime-uvicorn", "redis-2proc", "redis-4proc"]
+DEFAULT_SERVERS = [
+    "bare",
+    "tutorial",
+    "realtime-daphne",
+    "realtime-uvicorn",
+    "redis-2proc",
+    "redis-4proc",
+    "pg-2proc",
+    "pg-4proc",
+]
 
 
 @dataclass(frozen=True)
@@ -137,6 +146,7 @@ def run_client(server: Server, scenario: Scenario, sessions: list[str], workdir:
     metrics: dict = {"rss_before_kb": server.rss_kb()}
     cpu_start = server.cpu()
     redis_cpu_start = server.redis_cpu() if isinstance(server, cluster.Cluster) else None
+    db_cpu_start = server.database_cpu() if isinstance(server, cluster.Cluster) else None
     busy_start, runner_start = servers.machine_busy_seconds(), time.process_time()
     marks: dict[str, float] = {}
     started = time.monotonic()
@@ -174,9 +184,13 @@ def run_client(server: Server, scenario: Scenario, sessions: list[str], workdir:
     metrics["server_cpu_s"] = server.cpu() - cpu_start
     if redis_cpu_start is not None:
         metrics["redis_cpu_s"] = server.redis_cpu() - redis_cpu_start
+    if db_cpu_start is not None:
+        metrics["db_cpu_s"] = server.database_cpu() - db_cpu_start
     # Whatever else ran on the machine meanwhile (other jobs) skews the numbers: say how much.
     busy = servers.machine_busy_seconds() - busy_start - (time.process_time() - runner_start)
-    other = busy - metrics["server_cpu_s"] - (metrics.get("redis_cpu_s") or 0)
+    other = (
+        busy - metrics["server_cpu_s"] - (metrics.get("redis_cpu_s") or 0) - (metrics.get("db_cpu_s") or 0)
+    )
     other -= (result or {}).get("client_cpu_s") or 0
     metrics["other_load_cores"] = max(0.0, other) / (time.monotonic() - started)
     if "send_start" in marks and "send_done" in marks:
@@ -318,6 +332,8 @@ def table_row(row: dict, bare_rate: float | None) -> list[str]:
             notes.append(f"stored {row['stored_messages']:,} of {accepted:,} sent")
     if server.get("redis_cpu_s") is not None:
         notes.append(f"Redis CPU {server['redis_cpu_s']:.1f} s")
+    if server.get("db_cpu_s") is not None:
+        notes.append(f"PostgreSQL CPU {server['db_cpu_s']:.1f} s")
     if client.get("closed_after_open"):
         notes.append(f"{client['closed_after_open']} closed by server")
     if client.get("handshakes_not_attempted"):

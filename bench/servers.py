@@ -62,6 +62,7 @@ class Kind:
     baseline: bool = False  # a baseline's larger runs are skipped once it collapses
     deflate: bool = False  # the server accepts permessage-deflate and the clients offer it (browsers do)
     processes: int = 0  # >0: that many processes sharing Redis and PostgreSQL (bench/cluster.py)
+    bus: str = "redis"  # with processes: "redis" (REDIS_URL), or "postgres" (REALTIME_BUS=postgres, no Redis)
     ws: str = "websockets-sansio"  # uvicorn's --ws for the project's uvicorn kinds
     metrics: bool = True  # False: REALTIME_METRICS=0, the project records no metrics
 
@@ -93,8 +94,10 @@ class Kind:
         }
         for name in ("REDIS_URL", "DATABASE_URL"):
             env.pop(name, None)  # the default, embedded mode, unless the kind shares services
-        if self.processes:
+        if self.processes and self.bus == "redis":
             env["REDIS_URL"] = BENCH_REDIS_URL
+        elif self.processes:
+            env["REALTIME_BUS"] = self.bus
         if not self.metrics:
             env["REALTIME_METRICS"] = "0"
         if self.django:
@@ -161,6 +164,18 @@ KINDS = {
                 processes=n,
             )
             for n in (1, 2, 4)
+        ),
+        *(
+            Kind(
+                f"pg-{n}proc",
+                f"this project, {n} uvicorn processes (`make serve`'s flags) on PostgreSQL alone "
+                "(REALTIME_BUS=postgres, no Redis); clients spread over them",
+                "project.settings",
+                True,
+                processes=n,
+                bus="postgres",
+            )
+            for n in (2, 4)
         ),
     ]
 }

@@ -2,7 +2,8 @@
 
 Unset, everything is embedded: SQLite, the in-process channel layer and the
 local-memory cache. ``REDIS_URL`` moves the channel layer and the cache (so
-presence and rate limits) to Redis; ``DATABASE_URL`` moves the database.
+presence and rate limits) to Redis; ``DATABASE_URL`` moves the database;
+``REALTIME_BUS`` picks the bus between processes (realtime/bus.py).
 """
 
 from __future__ import annotations
@@ -175,6 +176,24 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
+# The event bus between processes (realtime/bus.py; docs/deployment.md): "memory" (one
+# server process; other processes publish through the database's event table),
+# "postgres" (several server processes on one PostgreSQL database) or "redis".
+REALTIME_BUS = os.environ.get("REALTIME_BUS", "").strip().lower() or ("redis" if REDIS_URL else "memory")
+if REALTIME_BUS not in ("memory", "postgres", "redis"):
+    raise ImproperlyConfigured(f"REALTIME_BUS={REALTIME_BUS!r}: choose memory, postgres or redis.")
+if REALTIME_BUS == "redis" and not REDIS_URL:
+    raise ImproperlyConfigured("REALTIME_BUS=redis needs REDIS_URL (e.g. redis://127.0.0.1:6379/0).")
+if REALTIME_BUS == "postgres" and DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured(
+        "REALTIME_BUS=postgres needs DATABASE_URL on PostgreSQL (postgres://...): the processes share "
+        "events through its event table and LISTEN/NOTIFY, which SQLite cannot give them."
+    )
+# Events older than this are deleted from the event table (readers take them within a second).
+REALTIME_BUS_RETENTION_SECONDS = float(os.environ.get("REALTIME_BUS_RETENTION_SECONDS", "300"))
+# How often a server reads the event table when nothing woke it (SQLite has no wake-up to give).
+REALTIME_BUS_POLL_SECONDS = float(os.environ.get("REALTIME_BUS_POLL_SECONDS", "0.2"))
+
 
 def redis_channel_layer(url: str) -> dict:
     """Return the CHANNEL_LAYERS entry for channels_redis on ``url``."""
@@ -193,15 +212,15 @@ def redis_channel_layer(url: str) -> dict:
     }
 
 
-if REDIS_URL:
+if REALTIME_BUS == "redis":
     CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
-    CACHES = {
+elif REALTIME_BUS == "postgres":
+    CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
-            # Fail fast while Redis is down: presence and rate limits degrade
-            # gracefully (realtime/presence.py, realtime/ratelimit.py).
-            "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2},
+            # The in-process layer for this process's sockets; group_send writes a
+            # row of the event table that every process reads (realtime/pgbus.py).
+            "BACKEND": "realtime.pgbus.PostgresBusChannelLayer",
+            "CONFIG": {"capacity": 1000, "expiry": 60},
         }
     }
 else:
@@ -213,6 +232,17 @@ else:
             "CONFIG": {"capacity": 1000, "expiry": 60},
         }
     }
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # Fail fast while Redis is down: presence and rate limits degrade
+            # gracefully (realtime/presence.py, realtime/ratelimit.py).
+            "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2},
+        }
+    }
+else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 AUTH_PASSWORD_VALIDATORS = [

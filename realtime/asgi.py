@@ -1,7 +1,8 @@
 """The project's ASGI application: Django for HTTP and SSE, the handshake bridge for WebSockets.
 
-:class:`ConnectionsReleased` wraps both. It starts the apps' background
-jobs on the first call (realtime.background), and it is the backstop of
+:class:`ConnectionsReleased` wraps both. It marks the process as serving
+(realtime.bus) and starts the background jobs on the first call
+(realtime.background), and it is the backstop of
 the connection lifecycle: the driver of a live connection opened while
 serving an HTTP request (an SSE stream) is registered with :func:`hold`,
 and cancelled when the ASGI call ends, however it ends, so its ``finally``
@@ -17,7 +18,7 @@ from typing import Any
 from channels.routing import ProtocolTypeRouter
 from django.http import HttpRequest
 
-from . import background
+from . import background, bus
 from .handshake import DjangoMiddlewareWebSocketRouter
 
 # Scope key this module adds: the connection drivers to cancel when the HTTP call ends.
@@ -41,6 +42,8 @@ class ConnectionsReleased:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        if not bus.serving:
+            bus.mark_serving()  # from now on this process's publishes stay in it (memory bus)
         background.ensure_started()
         if scope["type"] != "http":
             await self.app(scope, receive, send)

@@ -18,8 +18,8 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from . import metrics
-from .services import REDIS_ERRORS
+from . import bus, metrics
+from .services import LAYER_ERRORS
 from .topics import Topic, user_public
 
 __all__ = ["user_public"]  # re-exported: events carry users in this shape
@@ -100,11 +100,14 @@ async def publish(topic: Topic, event: dict[str, Any], *, exclude: str | None = 
     """Send ``event`` to every subscriber of ``topic``, except the channel ``exclude``."""
     message = _delivery(event, topic.event_id(event), exclude)
     metrics.published(topic.kind)
+    if not bus.serving and bus.unserved():  # a worker's loop: the server reads the event table
+        await bus.awrite(topic.group, message)
+        return
     for attempt in (1, 2):
         try:
             await get_channel_layer().group_send(topic.group, message)
             return
-        except REDIS_ERRORS as exc:
+        except LAYER_ERRORS as exc:
             metrics.layer_error("publish")
             if attempt == 1:
                 # Right after a Redis restart the pool may hand out a dead
@@ -114,29 +117,55 @@ async def publish(topic: Topic, event: dict[str, Any], *, exclude: str | None = 
             # The layer is down (Redis restarting). Messages are stored before
             # they are published, so clients recover them by replay on reconnect.
             logger.error(
-                "channel layer unavailable; %s event to %s not delivered live: %s", event["type"], topic, exc
+                "channel layer unavailable; %s event to %s not delivered live: %s",
+                event["type"],
+                topic,
+                exc,
             )
 
 
 async def publish_to_user(user_id: int, event: dict[str, Any]) -> None:
     """Send ``event`` to every live connection of one user, in any topic."""
     metrics.published("user")
-    await get_channel_layer().group_send(user_group(user_id), _delivery(event))
+    await _group_send(user_group(user_id), _delivery(event))
 
 
 async def notify(group: str, notice: str, **fields: Any) -> None:
     """Send a control notice (CLOSE, REVALIDATE) to every connection in ``group``."""
-    await get_channel_layer().group_send(group, {"type": notice, **fields})
+    await _group_send(group, {"type": notice, **fields})
+
+
+async def _group_send(group: str, message: dict[str, Any]) -> None:
+    if not bus.serving and bus.unserved():
+        await bus.awrite(group, message)
+    else:
+        await get_channel_layer().group_send(group, message)
 
 
 def notify_sync(group: str, notice: str, **fields: Any) -> None:
-    """Send a control notice from synchronous code (signals)."""
-    async_to_sync(notify)(group, notice, **fields)
+    """Send a control notice from sync code (signals, commands) once the caller's transaction commits."""
+    _send_sync(group, {"type": notice, **fields})
 
 
 def publish_sync(topic: Topic, event: dict[str, Any]) -> None:
-    """Publish from synchronous code (admin actions, signals, commands)."""
-    async_to_sync(publish)(topic, event)
+    """Publish from sync code (admin actions, signals, commands) once the caller's transaction commits.
+
+    Inside ``transaction.atomic()`` the event is delivered if and only if
+    the transaction commits: on a bus through the event table its row is
+    written in that transaction, on the others it is sent on commit.
+    """
+    if bus.writes_from_sync():
+        metrics.published(topic.kind)
+        bus.write(topic.group, _delivery(event, topic.event_id(event)))
+    else:
+        bus.after_commit(lambda: async_to_sync(publish)(topic, event))
+
+
+def _send_sync(group: str, message: dict[str, Any]) -> None:
+    if bus.writes_from_sync():
+        bus.write(group, message)
+    else:
+        bus.after_commit(lambda: async_to_sync(get_channel_layer().group_send)(group, message))
 
 
 async def resubscribe(layer, channel: str, current: list[str], wanted: list[str]) -> list[str]:

@@ -47,3 +47,16 @@ class ApiToken(models.Model):
         raw = secrets.token_urlsafe(32)
         token = await cls.objects.acreate(user=user, name=name, digest=hash_token(raw), prefix=raw[:8])
         return token, raw
+
+
+class BusEvent(models.Model):
+    """One published layer message on its way to the server processes (realtime.bus)."""
+
+    # The id is the readers' cursor: rows are read in id order, from the last id seen.
+    id = models.BigAutoField(primary_key=True)
+    created = models.DateTimeField(db_index=True)  # retention deletes by age
+    group = models.CharField(max_length=200)
+    payload = models.TextField()  # the layer message, JSON
+
+    class Meta:
+        verbose_name = "bus event"

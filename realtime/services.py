@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import psycopg
 import redis
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 # What a Redis-backed channel layer or cache raises while Redis is down.
 REDIS_ERRORS = (OSError, redis.RedisError)
+# What a channel layer raises while its bus is down (Redis, or PostgreSQL for the postgres bus).
+LAYER_ERRORS = (*REDIS_ERRORS, psycopg.Error)
 
 CONNECT_TIMEOUT = 3.0
 
@@ -28,15 +31,21 @@ def require_redis() -> None:
 def require_shared_layer(what: str) -> None:
     """Raise ImproperlyConfigured unless a publish from this process reaches the server's clients.
 
-    The in-process layer lives inside the server: a send from another process
-    (a management command, a worker) would reach nobody, so say so instead
-    of pretending. ``what`` names the caller in the message.
+    Every bus reaches them: the Redis relay, or the event table that the
+    servers read (realtime.bus), so this checks only that the bus answers.
+    ``what`` names the caller in the message.
     """
-    from channels.layers import InMemoryChannelLayer, get_channel_layer
+    if settings.REALTIME_BUS == "redis":
+        require_redis()
+        return
+    from django.db import DatabaseError
 
-    if isinstance(get_channel_layer(), InMemoryChannelLayer):
+    from .models import BusEvent
+
+    try:
+        BusEvent.objects.exists()
+    except DatabaseError as exc:
         raise ImproperlyConfigured(
-            f"{what} needs REDIS_URL: the in-process channel layer cannot "
-            "reach the running server from another process."
-        )
-    require_redis()
+            f"{what} publishes through the database's event table, which is not usable "
+            f"(run manage.py migrate?): {exc}"
+        ) from exc

@@ -7,9 +7,9 @@ the key (``cycle_key`` deletes the old key), and by ``clearsessions``
 connections opened with that key (realtime.events.session_group), so they
 close within a second: a copy of the cookie keeps no socket. The page that
 changed the password reconnects with its new cookie by itself
-(realtime/static/realtime/live-client.js). A session that merely expires,
-or one deleted where this process cannot hear it (another process with
-the in-process channel layer), ends its connections at their next
+(realtime/static/realtime/live-client.js). A deletion in another process
+(a command, a worker) reaches the server through the bus (realtime.bus).
+A session that merely expires ends its connections at their next
 credential check (REALTIME_REVALIDATE_SECONDS, realtime.credentials).
 Select it with ``SESSION_ENGINE``.
 """
@@ -86,22 +86,28 @@ def sessions_ended(keys: list[str]) -> None:
     """Send CLOSE 4401 to the connections opened with these session keys, once the deletion commits.
 
     Sync code: from a request's thread, the realtime DB thread or a
-    management command (async_to_sync reaches the server's event loop from
-    the first two; a command reaches the server only through Redis).
+    management command (one not serving reaches the server through the bus).
     """
+    from . import bus, events
+    from .codes import SESSION_ENDED
+
     keys = list(keys)
+    if bus.writes_from_sync():  # rows of the event table, in the caller's transaction
+        for key in keys:
+            bus.write(events.session_group(key), {"type": events.CLOSE, "code": SESSION_ENDED})
+        return
     transaction.on_commit(lambda: async_to_sync(_close_connections)(keys), robust=True)
 
 
 async def _close_connections(keys: list[str]) -> None:
     from . import events
     from .codes import SESSION_ENDED
-    from .services import REDIS_ERRORS
+    from .services import LAYER_ERRORS
 
     for key in keys:
         try:
             await events.notify(events.session_group(key), events.CLOSE, code=SESSION_ENDED)
-        except REDIS_ERRORS as exc:  # the periodic credential check closes them instead
+        except LAYER_ERRORS as exc:  # the periodic credential check closes them instead
             logger.warning("could not tell the connections of an ended session: %s", exc)
             return
 

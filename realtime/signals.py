@@ -1,10 +1,13 @@
-"""Auth and token signals that become connection notices: a credential that ends ends its connections."""
+"""Auth and token signals that become connection notices: a credential that ends ends its connections.
+
+A notice is sent once the change commits, and not at all if it rolls back
+(realtime.events.notify_sync), from whichever process made the change.
+"""
 
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_out
-from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
@@ -40,16 +43,16 @@ def credentials_changed(sender, instance, created: bool, **kwargs) -> None:
         return
     group = events.user_group(instance.pk)
     if not instance.is_active:
-        transaction.on_commit(lambda: events.notify_sync(group, events.CLOSE, code=USER_DEACTIVATED))
+        events.notify_sync(group, events.CLOSE, code=USER_DEACTIVATED)
     elif before["password"] != instance.password:
-        transaction.on_commit(lambda: events.notify_sync(group, events.REVALIDATE))
+        events.notify_sync(group, events.REVALIDATE)
 
 
 @receiver(post_delete, sender=User)
 def user_deleted(sender, instance, **kwargs) -> None:
     """Called after a user is deleted: end every connection they had."""
     group = events.user_group(instance.pk)
-    transaction.on_commit(lambda: events.notify_sync(group, events.CLOSE, code=SESSION_ENDED))
+    events.notify_sync(group, events.CLOSE, code=SESSION_ENDED)
 
 
 @receiver(post_save, sender=ApiToken)
@@ -59,4 +62,4 @@ def token_revoked(sender, instance: ApiToken, **kwargs) -> None:
     if kwargs.get("signal") is post_save and not instance.revoked:
         return
     group = events.token_group(instance.pk)
-    transaction.on_commit(lambda: events.notify_sync(group, events.CLOSE, code=SESSION_ENDED))
+    events.notify_sync(group, events.CLOSE, code=SESSION_ENDED)

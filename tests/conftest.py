@@ -40,6 +40,19 @@ async def _fresh_realtime_state():
     process.reset()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _serving():
+    """The test process serves the ASGI app in-process: its publishes stay in memory, as a server's do.
+
+    Set once for the session, not by whichever test first calls the app, so no
+    test depends on the order it runs in; tests of a process that does not
+    serve set ``realtime.bus.serving`` to False themselves.
+    """
+    from realtime import bus
+
+    bus.mark_serving()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     """Start each test with an empty cache (rate-limit windows, presence snapshots)."""

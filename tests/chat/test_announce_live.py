@@ -1,4 +1,4 @@
-"""``manage.py announce``: refused without Redis, delivered by a server on Redis."""
+"""``manage.py announce`` delivered by a server on Redis (without Redis: test_bus_default.py)."""
 
 from __future__ import annotations
 
@@ -35,13 +35,6 @@ def redis_server(tmp_path_factory):
     finally:
         server.stop()
         flush_redis()
-
-
-def test_announce_without_redis_fails_and_names_redis_url(live_server, room):
-    result = live_server.manage("announce", room, "nobody hears this", check=False)
-
-    assert result.returncode != 0
-    assert "REDIS_URL" in result.stderr
 
 
 async def test_announce_reaches_sockets_of_a_server_on_redis(redis_server, room):

@@ -7,7 +7,7 @@ from realtime import publish_sync, require_shared_layer
 
 
 class Command(BaseCommand):
-    help = "Send an announcement to every client in a room (needs REDIS_URL)."
+    help = "Send an announcement to every client in a room, from any process (through the bus)."
 
     def add_arguments(self, parser):
         parser.add_argument("room", help="room slug, e.g. lobby")
