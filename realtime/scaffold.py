@@ -29,10 +29,6 @@ SUFFIX = "-tpl"
 # Short enough that the generated lines stay within the project's line length.
 MAX_LENGTH = 24
 NAME_RE = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*\Z")
-# The core's words, split as the layout test (tests/realtime/test_layout.py) splits them.
-IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
-CAMEL_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-CORE_SUFFIXES = {".py", ".css", ".js", ".html"}
 
 
 def placeholders(name: str) -> dict[str, str]:
@@ -72,35 +68,6 @@ def check_name(name: str, root: Path) -> None:
     if name in topics.kinds():
         raise ValidationError(f"'{name}' is the kind of an installed app's topic: pick another.")
     check_urls(name)
-    if used := core_file_using(name, root):
-        raise ValidationError(
-            f"'{name}' is a word the core itself uses ({used}): the layout test, which checks that "
-            "the core names no installed app, would take it for this one. Pick a more specific name, "
-            "or two words joined by an underscore."
-        )
-
-
-def words(text: str) -> set[str]:
-    """Return the lowercase words of the identifiers in ``text``: snake_case, kebab-case, camelCase, CAPS."""
-    found = set()
-    for token in IDENTIFIER_RE.findall(text):
-        spaced = CAMEL_RE.sub(" ", token.replace("_", " ").replace("-", " "))
-        found.update(spaced.lower().split())
-    return found
-
-
-def core_file_using(name: str, root: Path) -> str | None:
-    """Return a file of the core (or of the project's templates) that uses ``name`` as a word, or None."""
-    if "_" in name:  # words never hold an underscore: a name of two words is no word of the core
-        return None
-    core = Path(__file__).resolve().parent
-    for folder in (core, root / "templates"):
-        for path in sorted(folder.rglob("*")):
-            if path.suffix not in CORE_SUFFIXES or {"migrations", "__pycache__"} & set(path.parts):
-                continue
-            if name in words(path.read_text(errors="replace")):
-                return str(path.relative_to(folder.parent))
-    return None
 
 
 def check_urls(name: str) -> None:

@@ -112,7 +112,6 @@ def test_the_page_has_no_inline_script_or_style(tmp_path):
         ("realtime", "installed app"),
         ("sessions", "installed app (django.contrib.sessions)"),
         ("json", "existing Python module"),
-        ("ws", "a word the core itself uses"),  # the layout test would take the core's "ws" for the app
         (EchoTopic.kind, "kind of an installed app's topic"),  # the group names would meet
         ("home", "URL named 'home'"),
         ("api", "serves /api/"),
