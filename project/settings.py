@@ -148,6 +148,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     }
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# What the server processes share (realtime.buses): "memory" (one process), "postgres" (the
+# default database, on PostgreSQL) or "redis". Unset: "redis" with REDIS_URL, else "memory".
+REALTIME_BUS = os.environ.get("REALTIME_BUS", "").strip().lower()
 
 
 def redis_channel_layer(url: str) -> dict:
