@@ -62,6 +62,23 @@ def test_without_a_secret_key_it_refuses_before_touching_the_database(tmp_path):
     assert not sqlite.exists()  # no migration, no demo user
 
 
+def test_without_a_shared_bus_it_refuses_and_names_both(tmp_path):
+    sqlite = tmp_path / "cluster.sqlite3"
+    result = subprocess.run(
+        ["make", "--no-print-directory", "run-cluster"],
+        cwd=ROOT,
+        env=clean_env(
+            DJANGO_SECRET_KEY=long_secret_key(), SQLITE_PATH=str(sqlite), PORT=str(two_free_ports())
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "set REDIS_URL" in result.stderr and "REALTIME_BUS=postgres" in result.stderr
+    assert not sqlite.exists()
+
+
 @contextmanager
 def run_cluster(tmp_path: Path) -> Iterator[list[str]]:
     """Run `make run-cluster` with a key on a fresh database and Redis; yield the two processes' URLs."""
