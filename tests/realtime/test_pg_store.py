@@ -11,43 +11,26 @@ import asyncio
 import importlib
 import json
 import logging
-import uuid
 
 import psycopg
 import pytest
 
 from realtime import pg_store, rate_allow, registry, slots, stores
 from realtime.process import process
+from tests import pg_cluster
 from tests.conftest import free_port
 
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 MIGRATION = importlib.import_module("realtime.migrations.0005_shared_state")
-
-
-def scratch_database() -> str:
-    """Create a PostgreSQL database with the store's schema; return its URL."""
-    name = f"realtime_store_{uuid.uuid4().hex[:10]}"
-    try:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {ADMIN_URL} is needed and is not reachable: {exc}")
-    url = ADMIN_URL.rpartition("/")[0] + f"/{name}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(MIGRATION.FORWARD)
-    return url
-
-
-def drop_database(url: str) -> None:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")
 def database():
-    url = scratch_database()
+    """A scratch database with the store's tables and functions (the core's migration's SQL)."""
+    url = pg_cluster.create_database()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(MIGRATION.FORWARD)
     yield url
-    drop_database(url)
+    pg_cluster.drop_database(url)
 
 
 @pytest.fixture
