@@ -45,7 +45,8 @@ def conninfo() -> str:
     options = {k: str(v) for k, v in (params.get("OPTIONS") or {}).items() if k not in _DJANGO_OPTIONS}
     server_options = f"-c statement_timeout={STATEMENT_TIMEOUT_MS} {options.pop('options', '')}".strip()
     return psycopg.conninfo.make_conninfo(
-        dbname=params["NAME"] or "postgres",
+        # As Django connects: no NAME is the database "postgres", unless a service file names one.
+        dbname=params["NAME"] or (None if "service" in options else "postgres"),
         user=params.get("USER") or None,
         password=params.get("PASSWORD") or None,
         host=params.get("HOST") or None,
