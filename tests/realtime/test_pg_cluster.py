@@ -153,3 +153,16 @@ async def test_a_killed_processs_slots_and_presence_fade_from_the_other(tmp_path
             await watcher.close()
     finally:
         pg_cluster.stop_all((a, b))
+
+
+async def test_tokens_issued_at_once_on_two_processes_stop_exactly_at_the_cap(cluster):
+    # Counted in the database under the user's row lock, as on every bus.
+    a, b = cluster
+    async with login(a.url, "alice") as on_a, login(b.url, "alice") as on_b:
+
+        async def issue(client) -> int:
+            headers = {"X-CSRFToken": client.cookies["csrftoken"]}
+            return (await client.post("/api/tokens", headers=headers)).status_code
+
+        statuses = await asyncio.gather(*(issue(client) for client in [on_a, on_b] * 15))
+    assert sorted(statuses) == [201] * 20 + [429] * 10  # REALTIME_MAX_TOKENS_PER_USER
