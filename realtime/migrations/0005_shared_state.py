@@ -53,7 +53,9 @@ BEGIN
     INSERT INTO realtime_process (process_id, expires, snapshot)
     VALUES (p_process, now() + p_ttl * interval '1 second', p_snapshot)
     ON CONFLICT (process_id) DO UPDATE SET expires = excluded.expires, snapshot = excluded.snapshot;
-    DELETE FROM realtime_process WHERE expires <= now();
+    -- Rows another heartbeat is deleting are skipped: heartbeats never wait on each other.
+    DELETE FROM realtime_process WHERE process_id IN (
+        SELECT process_id FROM realtime_process WHERE expires <= now() FOR UPDATE SKIP LOCKED);
     GET DIAGNOSTICS gone = ROW_COUNT;
     IF gone > 0 THEN
         -- Slots of processes no longer registered; rows a slot call holds are skipped (that
@@ -125,12 +127,12 @@ DECLARE
     log timestamptz[];
     at timestamptz;
 BEGIN
-    SELECT stamps INTO log FROM realtime_rate_log WHERE key = p_key FOR UPDATE;
-    IF NOT FOUND THEN
+    LOOP  -- again if a heartbeat swept an expired log away meanwhile
+        SELECT stamps INTO log FROM realtime_rate_log WHERE key = p_key FOR UPDATE;
+        EXIT WHEN FOUND;
         INSERT INTO realtime_rate_log (key, stamps, expires) VALUES (p_key, '{}', now())
         ON CONFLICT (key) DO NOTHING;
-        SELECT stamps INTO log FROM realtime_rate_log WHERE key = p_key FOR UPDATE;
-    END IF;
+    END LOOP;
     at := clock_timestamp();  -- after the lock: the moment this hit is counted
     log := ARRAY(SELECT s FROM unnest(log) AS s WHERE s > at - p_seconds * interval '1 second');
     IF cardinality(log) >= p_limit THEN
