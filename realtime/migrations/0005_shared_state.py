@@ -110,13 +110,16 @@ BEGIN
     DELETE FROM realtime_slot WHERE user_id = p_user AND process_id = p_process AND connections <= 0;
 END $$;
 
--- Set p_process's slot counts of the given users (after they may have been lost).
+-- Set p_process's slot counts of the given users (after they may have been lost). Rows are
+-- written in user order, as every other operation locks them: no two calls wait in a circle.
 CREATE FUNCTION realtime_slots_set(p_process text, p_users bigint[], p_counts integer[])
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    DELETE FROM realtime_slot WHERE process_id = p_process AND user_id = ANY (p_users);
+    DELETE FROM realtime_slot s USING unnest(p_users, p_counts) AS t (u, c)
+    WHERE s.process_id = p_process AND s.user_id = t.u AND t.c <= 0;
     INSERT INTO realtime_slot (user_id, process_id, connections)
-    SELECT u, p_process, c FROM unnest(p_users, p_counts) AS t (u, c) WHERE c > 0;
+    SELECT u, p_process, c FROM unnest(p_users, p_counts) AS t (u, c) WHERE c > 0 ORDER BY u
+    ON CONFLICT (user_id, process_id) DO UPDATE SET connections = excluded.connections;
 END $$;
 
 -- Record a hit on p_key unless p_limit were recorded within p_seconds; returns whether recorded.

@@ -178,3 +178,25 @@ async def test_one_lease_holder_at_a_time_and_a_takeover_once_it_expires(shared)
     assert await first.acquire(), "a lease given back is free at once"
     assert not await store.lease("feed", 0.5).acquire()
     assert await store.lease("other", 0.5).acquire(), "one lease per job"
+
+
+async def test_every_operation_at_once_neither_fails_nor_deadlocks(shared, monkeypatch):
+    # Several processes' heartbeats (some expiring as they go), handshakes, releases and rate checks
+    # of the same users at the same moment: each operation takes its locks so that none waits in a circle.
+    monkeypatch.setattr(pg_store, "MAX_CONNECTIONS", 8)
+    store = stores.required()
+    pids = [f"p{n}" for n in range(4)]
+
+    async def churn(pid: str, user_id: int) -> None:
+        for round_ in range(10):
+            await store.heartbeat(process_id=pid, ttl=0.05 if round_ % 3 else 30, snapshot={"topics": {}})
+            admitted, _ = await store.slot_take(user_id=user_id, process_id=pid, limit=1000, ttl=0.05)
+            await store.rate_hit(user_id=user_id, key="k", count=1000, seconds=0.05)
+            if admitted:
+                await store.slot_give(user_id=user_id, process_id=pid)
+            await store.slots_set(process_id=pid, counts={user_id: round_ % 2, user_id + 1: 1})
+
+    async with asyncio.TaskGroup() as group:  # one failing cancels the others, and the test fails
+        for pid in pids:
+            for user_id in range(1, 5):
+                group.create_task(churn(pid, user_id))
