@@ -65,14 +65,13 @@ run: migrate
 	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
 ## run-cluster: the production way, twice: `make serve`'s guards and flags, two uvicorn processes on
-## PORT and PORT+1 sharing REDIS_URL (and DATABASE_URL), or DATABASE_URL on PostgreSQL with REALTIME_BUS=postgres.
-## No demo users; DEBUG off unless set; DJANGO_SECRET_KEY required (every process of the cluster must sign
-## with the same key).
+## PORT and PORT+1 sharing REDIS_URL (and DATABASE_URL), or PostgreSQL alone (REALTIME_BUS=postgres
+## and DATABASE_URL). No demo users; DEBUG off unless set; DJANGO_SECRET_KEY required (every
+## process of the cluster must sign with the same key).
 run-cluster: setup
-	@test -n "$$REDIS_URL" || test "$$REALTIME_BUS" = postgres || { \
-		echo "make run-cluster: set REDIS_URL (e.g. redis://127.0.0.1:6379/0);" \
-		"processes share events, presence and rate limits through it. Set DATABASE_URL for PostgreSQL." \
-		"Without Redis: DATABASE_URL on PostgreSQL and REALTIME_BUS=postgres." >&2; exit 1; }
+	@test -n "$$REDIS_URL" || { test "$$REALTIME_BUS" = postgres && test -n "$$DATABASE_URL"; } || { \
+		echo "make run-cluster: set REDIS_URL (e.g. redis://127.0.0.1:6379/0), or REALTIME_BUS=postgres" \
+		"with DATABASE_URL on PostgreSQL; processes share events, presence and rate limits through it." >&2; exit 1; }
 	@test -n "$$DJANGO_SECRET_KEY" || { echo "make run-cluster: set DJANGO_SECRET_KEY to a long random value," \
 		"the same for every process and host of the cluster (sessions signed by one are read by the others):" \
 		"python3 -c 'import secrets; print(secrets.token_urlsafe(50))' prints one." \

@@ -9,11 +9,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 django_asgi_app = get_asgi_application()
 
 import realtime.asgi  # noqa: E402
+from realtime import buses  # noqa: E402
 from realtime.busguard import require_single_server  # noqa: E402
 from realtime.services import require_redis  # noqa: E402
 from realtime.tuning import tune_gc  # noqa: E402
 
-# Refuse to start, with a clear message, rather than hang on a dead Redis.
+# Refuse to start, with a clear message, rather than hang on a dead Redis or run on a bus
+# the settings cannot carry (REALTIME_BUS=postgres on SQLite).
+buses.check()
 require_redis()
 # Refuse to be a second server on the in-process bus, which would serve half an app.
 require_single_server()

@@ -175,6 +175,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     }
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# What the server processes share (realtime.buses): "memory" (one process), "postgres" (the
+# default database, on PostgreSQL) or "redis". Unset: "redis" with REDIS_URL, else "memory".
+REALTIME_BUS = os.environ.get("REALTIME_BUS", "").strip().lower()
 
 # The event bus between processes (realtime/bus.py; docs/deployment.md): "memory" (one
 # server process; other processes publish through the database's event table),

@@ -10,12 +10,14 @@ connection (realtime.asgi calls :func:`ensure_started`), on whatever event
 loop serves it. SIGTERM cancels them (realtime.shutdown). A job that fails
 is logged and started again a second later.
 
-``exclusive=True``: with ``REDIS_URL``, one process of the cluster runs the
-job at a time. Every process runs a candidate; the one holding a Redis lock
-(redis-py's ``Lock``: ``SET NX PX`` and atomic, owner-checked renewal) runs
-the job, renews the lock at a third of its timeout and cancels the job the
-moment a renewal fails; the others take over within one timeout. Without
-Redis there is one process, so the job just runs.
+``exclusive=True``: on a shared bus, one process of the cluster runs the
+job at a time. Every process runs a candidate; the one holding the job's
+lease in the store (realtime.stores; Redis: redis-py's ``Lock``, ``SET NX
+PX`` and owner-checked renewal; PostgreSQL: a lease row with an expiry)
+runs the job, renews the lease at a third of its term and cancels the job
+the moment a renewal fails; the others take over within one term (at
+once when the holder stops and gives it back). On the in-process bus there
+is one process, so the job just runs.
 """
 
 from __future__ import annotations
@@ -26,13 +28,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-import redis.asyncio as aioredis
-from django.conf import settings
-from redis.exceptions import LockError
-
-from . import shutdown
+from . import shutdown, stores
 from .process import loop_task, process
-from .services import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +109,8 @@ async def _run_jobs() -> None:
 
 async def _supervise(job: Job) -> None:
     """Run ``job`` (while holding its lease, if exclusive); start it again if it fails."""
-    lease = _Lease(job.name) if job.exclusive and settings.REDIS_URL else None
+    store = stores.current() if job.exclusive else None
+    lease = _Lease(store, job.name) if store is not None else None
     try:
         while True:
             if lease is not None and not await lease.acquire():
@@ -143,31 +141,29 @@ async def _run_once(job: Job, lease: _Lease | None) -> None:
 
 
 class _Lease:
-    """A Redis lock that says which process runs an exclusive job."""
+    """The store's lease of an exclusive job: which process runs it. The store's errors count as not held."""
 
-    def __init__(self, name: str) -> None:
-        self.client = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-        self.lock = self.client.lock(f"realtime:job:{name}", timeout=LEASE_SECONDS, blocking=False)
+    def __init__(self, store: stores.Store, name: str) -> None:
+        self.name = name
+        self.errors = store.errors
+        self.lease = store.lease(name, LEASE_SECONDS)
 
     async def acquire(self) -> bool:
         """Return whether this process holds the lease now."""
         try:
-            return bool(await self.lock.acquire())
-        except REDIS_ERRORS as exc:
-            logger.warning("lease %s: Redis unavailable: %r", self.lock.name, exc)
+            return await self.lease.acquire()
+        except self.errors as exc:
+            logger.warning("lease %s: store unavailable: %r", self.name, exc)
             return False
 
     async def renew(self) -> bool:
-        """Extend the lease to a full timeout; return False if it was lost."""
+        """Extend the lease to a full term; return False if it was lost."""
         try:
-            await self.lock.reacquire()
-            return True
-        except (LockError, *REDIS_ERRORS):
+            return await self.lease.renew()
+        except self.errors:
             return False
 
     async def close(self) -> None:
-        """Give the lease back (another process takes over at once) and close the client."""
-        with contextlib.suppress(LockError, *REDIS_ERRORS):
-            await self.lock.release()
-        with contextlib.suppress(*REDIS_ERRORS):
-            await self.client.aclose()
+        """Give the lease back (another process takes over at once)."""
+        with contextlib.suppress(*self.errors):
+            await self.lease.release()

@@ -2,11 +2,12 @@
 
 Presence is keyed by a topic's group (realtime.topics), whatever its kind.
 
-Each server process keeps its own connections in memory. With ``REDIS_URL``
-it publishes who it holds in each topic in its snapshot in the registry of
-live processes (realtime.registry), so the entries of a crashed process
-fade out instead of haunting the list. Without Redis there is no other
-process to tell, so nothing is written or read. Once a heartbeat tick, each
+Each server process keeps its own connections in memory. On a shared bus
+(Redis or PostgreSQL) it publishes who it holds in each topic in its
+snapshot in the registry of live processes (realtime.registry), so the
+entries of a crashed process fade out instead of haunting the list. On the
+in-process bus there is no other process to tell, so nothing is written or
+read. Once a heartbeat tick, each
 process reads the other processes' snapshots, compares the list of each
 topic it serves with what its listeners last saw and sends them one
 ``presence_diff``: changes are coalesced, and a user's second tab joining
@@ -34,9 +35,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from . import events, redis_store, registry
+from . import events, registry, stores
 from .process import process
-from .services import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -232,12 +232,13 @@ def _apply_others(others: dict) -> None:
 
 
 async def _refresh_others() -> None:
-    """Read the snapshots of the other live processes from Redis (kept as they were if it is down)."""
-    if not redis_store.shared():
+    """Read the snapshots of the other live processes from the store (kept as they were if it is down)."""
+    store = stores.current()
+    if store is None:
         return  # nobody else can write to this process's memory
     try:
-        raw = await registry.others()
-    except REDIS_ERRORS as exc:
+        raw = await store.others(process_id=registry.PROCESS_ID)
+    except store.errors as exc:
         logger.warning("presence store unavailable, using the last snapshots read: %s", exc)
         return
     state = process.presence

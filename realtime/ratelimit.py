@@ -4,19 +4,19 @@ WebSocket frames and HTTP posts count together. Each check records the hit
 in the same atomic step, so concurrent posts, in one process or many, never
 pass the limit:
 
-* with ``REDIS_URL``, a sliding log per (user, key) in a sorted set shared
-  by every server process, checked and recorded by one Lua script
-  (realtime.redis_store), one round trip per check;
-* without it one process serves everything and :class:`LocalLog` keeps the
-  sliding logs in its memory: no eviction can reset a window (as Django's
-  ``LocMemCache`` does past 300 keys), and expired windows are dropped, so
-  memory follows recent activity.
+* on a shared bus, a sliding log per (user, key) in the store of
+  realtime.stores, shared by every server process and checked and recorded
+  in one atomic step, one round trip per check (Redis: a sorted set and a
+  Lua script; PostgreSQL: a row of timestamps and a function that locks it);
+* on the in-process bus one process serves everything and :class:`LocalLog`
+  keeps the sliding logs in its memory: no eviction can reset a window (as
+  Django's ``LocMemCache`` does past 300 keys), and expired windows are
+  dropped, so memory follows recent activity.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
 import re
 import threading
@@ -26,29 +26,10 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from . import metrics, redis_store, registry
+from . import metrics, stores
 from .process import process
-from .services import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
-
-# KEYS: the log. ARGV: window (µs), limit, a unique member. Returns 1 (recorded) or 0 (over).
-_RATE = redis_store.Script("""
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local window = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-  return 0
-end
-redis.call('ZADD', KEYS[1], now, ARGV[3])
-redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1)
-return 1
-""")
-
-# Unique members of this process's hits. Never reset with the process state: a
-# member used again would overwrite an earlier hit still in a window in Redis.
-_members = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -73,36 +54,22 @@ async def allow(*, user_id: int, key: str, rate: str | None = None) -> bool:
     """Record one hit by ``user_id`` on ``key``; return False when over ``rate`` (REALTIME_RATE_LIMIT).
 
     A sliding log of timestamps, so the limit holds across window edges. A
-    refused hit is not recorded. While Redis is down every hit is allowed
+    refused hit is not recorded. While the store is down every hit is allowed
     (logged): losing the flood guard for a moment beats refusing every message.
     """
     limit = parse_rate(rate or settings.REALTIME_RATE_LIMIT)
-    if not redis_store.shared():
+    store = stores.current()
+    if store is None:
         allowed = process.rate_log.hit(f"{user_id}:{key}", limit.count, limit.seconds)
     else:
         try:
-            allowed = await rate_hit(user_id=user_id, key=key, count=limit.count, seconds=limit.seconds)
-        except REDIS_ERRORS as exc:
+            allowed = await store.rate_hit(user_id=user_id, key=key, count=limit.count, seconds=limit.seconds)
+        except store.errors as exc:
             logger.warning("rate-limit store unavailable, message allowed: %s", exc)
             return True
     if not allowed:
         metrics.rate_limited(key)
     return allowed
-
-
-def rate_key(user_id: int, key: str) -> str:
-    """Return the Redis key of a user's sliding log on ``key``."""
-    return f"realtime:rate:{user_id}:{key}"
-
-
-async def rate_hit(*, user_id: int, key: str, count: int, seconds: float) -> bool:
-    """Record one hit unless ``count`` were recorded within ``seconds``; return whether recorded.
-
-    One round trip. Raises REDIS_ERRORS while Redis is down.
-    """
-    member = f"{registry.PROCESS_ID}:{next(_members)}"
-    window = round(seconds * 1_000_000)
-    return bool(await _RATE(keys=[rate_key(user_id, key)], args=[window, count, member]))
 
 
 @dataclass(eq=False)
@@ -162,5 +129,5 @@ class LocalLog:
         self._next_sweep = now + self.SWEEP_SECONDS
 
 
-# The rate log of this process (without Redis).
+# The rate log of this process (on the in-process bus).
 process.declare("rate_log", LocalLog)

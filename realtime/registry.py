@@ -1,27 +1,26 @@
 """The registry of live server processes, and this process's heartbeat.
 
-With ``REDIS_URL`` every process keeps an entry in a sorted set of process
-id -> expiry (:data:`REGISTRY_KEY`), renewed with ``ZADD``: no
-read-modify-write, so processes starting together cannot drop each other.
-Next to it each process stores a snapshot under a key that expires with its
-entry, for the others to read. A process that dies stops renewing its
-entry: once it expires (``REALTIME_PRESENCE_TTL``) its snapshot and its
-connection slots stop counting, so they fade out instead of haunting the
-cluster. Without Redis there is no other process, and nothing is written.
+On a shared bus (Redis or PostgreSQL, realtime.stores) every process keeps
+an entry in the store: its process id, an expiry and a snapshot for the
+others to read, renewed in one atomic step (no read-modify-write, so
+processes starting together cannot drop each other). A process that dies
+stops renewing its entry: once it expires (``REALTIME_PRESENCE_TTL``) its
+snapshot and its connection slots stop counting, so they fade out instead
+of haunting the cluster. On the in-process bus there is no other process,
+and nothing is written.
 
 One heartbeat per event loop (:func:`ensure_beating`) runs once a tick
 (less often when a tick is costly, see :data:`TICK_COST_FACTOR`): it
 renews the entry with the snapshot when that changed or a third of the TTL
 went by, then runs what other modules hooked onto it. The registry knows
 none of them: realtime.presence adds its part of the snapshot and reads
-the others' each tick; realtime.slots repairs its counts in Redis, and
-hears when Redis lost this process's entry (and maybe its slots with it).
+the others' each tick; realtime.slots repairs its counts in the store, and
+hears when the store lost this process's entry (and maybe its slots with it).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import time
@@ -32,50 +31,14 @@ from typing import Any
 
 from django.conf import settings
 
-from . import metrics, redis_store
+from . import metrics, stores
 from .process import process
-from .services import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 
 PROCESS_ID = uuid.uuid4().hex
-REGISTRY_KEY = "realtime:procs"
-SNAPSHOT_PREFIX = "realtime:presence:proc:"
 TICK_SECONDS = 1.0  # at least; see TICK_COST_FACTOR
 TICK_COST_FACTOR = 10
-
-# KEYS: the registry, this process's snapshot. ARGV: pid, ttl (s), snapshot. Returns 1 if registered anew.
-_HEARTBEAT = redis_store.Script("""
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local added = redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[2])
-return added
-""")
-
-# KEYS: the registry. ARGV: pid, snapshot key prefix. Returns pid, snapshot, pid, snapshot...
-# of the other live processes.
-_OTHERS = redis_store.Script("""
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local found = {}
-for _, pid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')) do
-  if pid ~= ARGV[1] then
-    local snapshot = redis.call('GET', ARGV[2] .. pid)
-    if snapshot then
-      found[#found + 1] = pid
-      found[#found + 1] = snapshot
-    end
-  end
-end
-return found
-""")
-
-
-def snapshot_key(process_id: str) -> str:
-    """Return the Redis key of one process's snapshot."""
-    return SNAPSHOT_PREFIX + process_id
 
 
 def ttl() -> int:
@@ -86,21 +49,15 @@ def ttl() -> int:
 async def heartbeat(snapshot: dict, *, process_id: str = PROCESS_ID) -> bool:
     """Register this process until the TTL from now and store its snapshot; return whether registered anew.
 
-    ``ZADD`` on the shared registry (and pruning of expired entries by
-    score): processes that register at the same moment cannot drop each
-    other. One round trip; raises REDIS_ERRORS.
+    Processes that register at the same moment cannot drop each other. One
+    round trip; raises the store's errors.
     """
-    added = await _HEARTBEAT(
-        keys=[REGISTRY_KEY, snapshot_key(process_id)],
-        args=[process_id, ttl(), json.dumps(snapshot, separators=(",", ":"))],
-    )
-    return bool(added)
+    return await stores.required().heartbeat(process_id=process_id, ttl=ttl(), snapshot=snapshot)
 
 
-async def others(*, process_id: str = PROCESS_ID) -> dict[str, bytes]:
+async def others(*, process_id: str = PROCESS_ID) -> dict[str, str | bytes]:
     """Return the snapshots (JSON) of the other live processes by process id. One round trip."""
-    found = await _OTHERS(keys=[REGISTRY_KEY], args=[process_id, SNAPSHOT_PREFIX])
-    return {found[i].decode(): found[i + 1] for i in range(0, len(found), 2)}
+    return await stores.required().others(process_id=process_id)
 
 
 @dataclass
@@ -122,12 +79,12 @@ def snapshot_part(name: str, value: Callable[[], Any]) -> None:
 
 
 def on_published(hook: Callable[[], Awaitable[None]]) -> None:
-    """Await ``hook()`` after each renewal of the entry (with Redis; on its errors, again next tick)."""
+    """Await ``hook()`` after each renewal of the entry (on a shared bus; on its errors, again next tick)."""
     _hooks.published.append(hook)
 
 
 def on_lost(hook: Callable[[], None]) -> None:
-    """Call ``hook()`` when this process finds itself registered anew: Redis lost its entry."""
+    """Call ``hook()`` when this process finds itself registered anew: the store lost its entry."""
     _hooks.lost.append(hook)
 
 
@@ -143,7 +100,7 @@ class _Beat:
     changed: bool = True  # the snapshot: published with the next tick
     last_heartbeat: float = 0.0
     # Whether this process has been in the registry: registered anew after that,
-    # Redis lost its entry (a restart, or this process stalled past the TTL).
+    # the store lost its entry (a restart, or this process stalled past the TTL).
     was_registered: bool = False
 
 
@@ -177,8 +134,8 @@ async def _write_snapshot() -> None:
     process.registry.last_heartbeat = now
 
 
-async def _publish() -> None:
-    """With Redis: renew this process's entry and snapshot when due, then run the ``on_published`` hooks."""
+async def _publish(store: stores.Store) -> None:
+    """Renew this process's entry and snapshot in ``store`` when due, then run the ``on_published`` hooks."""
     state = process.registry
     # Heartbeat at a third of the TTL, so one missed beat expires nothing.
     heartbeat_due = time.time() - state.last_heartbeat > settings.REALTIME_PRESENCE_TTL / 3
@@ -192,9 +149,9 @@ async def _publish() -> None:
                 raise
         for hook in _hooks.published:
             await hook()
-    except REDIS_ERRORS as exc:
-        # Redis may blink (restarting): local diffs still go out, and this is tried again next tick.
-        logger.warning("process registry unavailable in Redis, publishing next tick: %s", exc)
+    except store.errors as exc:
+        # The store may blink (restarting): local diffs still go out, and this is tried again next tick.
+        logger.warning("process registry unavailable, publishing next tick: %s", exc)
 
 
 async def _beat() -> None:
@@ -204,8 +161,9 @@ async def _beat() -> None:
         await asyncio.sleep(interval)
         started = time.perf_counter()
         try:
-            if redis_store.shared():
-                await _publish()
+            store = stores.current()
+            if store is not None:
+                await _publish(store)
             for hook in _hooks.tick:
                 await hook()
         except Exception:

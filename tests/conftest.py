@@ -20,7 +20,7 @@ import pytest
 import redis
 from channels.layers import get_channel_layer
 
-from realtime import redis_store
+from realtime import stores
 from realtime.process import process
 
 # Fixtures of the live and browser helpers, for every app's tests (they import no app).
@@ -297,11 +297,12 @@ def limits_redis():
 async def shared(settings, limits_redis):
     """This process configured as with REDIS_URL: limits, presence and the cache in Redis."""
     settings.REDIS_URL = LIMITS_REDIS_URL
+    settings.REALTIME_BUS = "redis"
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": LIMITS_REDIS_URL}
     }
     yield limits_redis
-    await redis_store.close()
+    await stores.close()
     process.reset()
 
 

@@ -17,7 +17,7 @@ import httpx
 from tests.conftest import ROOT, LiveServer, make_live_server
 
 # Settings these tests choose: never inherited from the calling environment.
-_SETTINGS = ("DJANGO_SECRET_KEY", "DJANGO_DEBUG", "DATABASE_URL", "REDIS_URL")
+_SETTINGS = ("DJANGO_SECRET_KEY", "DJANGO_DEBUG", "DATABASE_URL", "REDIS_URL", "REALTIME_BUS")
 # Never inherited either; under `make test`, variables given on make's
 # command line travel in MAKEFLAGS and would override ours in a nested make.
 _OUTSIDE = (

@@ -22,7 +22,7 @@ from django.db import OperationalError
 from chat import service
 from chat.models import Message, Room
 from chat.topic import RoomTopic
-from realtime import registry
+from realtime import redis_store
 from realtime.models import ApiToken
 from tests.asgi import http, make_user
 from tests.conftest import LIMITS_REDIS_URL, free_port, make_live_server
@@ -306,11 +306,11 @@ async def test_processes_starting_together_both_list_each_others_users(tmp_path)
                 return (await client.get(f"{server.url}/api/rooms/{room}/presence")).json()["users"]
 
             async with asyncio.timeout(5):
-                while store.zcard(registry.REGISTRY_KEY) < 2:
+                while store.zcard(redis_store.REGISTRY_KEY) < 2:
                     await asyncio.sleep(0.05)
             agreed = None
             for _ in range(30):  # 3 s: both stay listed, and both processes soon agree
-                assert store.zcard(registry.REGISTRY_KEY) == 2
+                assert store.zcard(redis_store.REGISTRY_KEY) == 2
                 views = (await presence_on(a, alice), await presence_on(b, bob))
                 if views == (["alice", "bob"], ["alice", "bob"]):
                     agreed = agreed or views

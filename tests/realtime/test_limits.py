@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 
-from realtime import rate_allow, ratelimit, redis_store, registry, slots
+from realtime import rate_allow, ratelimit, redis_store, registry, slots, stores
 from realtime.process import process
 from tests.conftest import LIMITS_REDIS_URL, free_port
 
@@ -31,15 +31,16 @@ async def test_concurrent_hits_over_redis_count_exactly_and_slide(shared):
     # Refused hits are not recorded: once the window slid past the 20, the user may post again.
     await asyncio.sleep(2.1)
     assert await rate_allow(user_id=1, key="k", rate="20/2s")
-    assert 0 < shared.pttl(ratelimit.rate_key(1, "k")) <= 2001, "a log expires with its window"
+    assert 0 < shared.pttl(redis_store.rate_key(1, "k")) <= 2001, "a log expires with its window"
 
 
 async def test_rate_limit_fails_open_while_redis_is_down(settings, caplog):
     settings.REDIS_URL = NOBODY_LISTENS
+    settings.REALTIME_BUS = "redis"
     with caplog.at_level(logging.WARNING, logger="realtime.ratelimit"):
         assert all([await rate_allow(user_id=1, key="k", rate="1/10s") for _ in range(3)])
     assert "message allowed" in caplog.text
-    await redis_store.close()
+    await stores.close()
 
 
 # -- rate limit without Redis: the in-process log ---------------------------------
@@ -79,13 +80,13 @@ async def test_concurrent_admissions_take_exactly_the_limit(shared, monkeypatch)
     monkeypatch.undo()
     admitted = [r if isinstance(r, bool) else r[0] for r in results]
     assert admitted.count(True) == 20
-    held = {k.decode(): int(v) for k, v in shared.hgetall(slots.slots_key(1)).items()}
+    held = {k.decode(): int(v) for k, v in shared.hgetall(redis_store.slots_key(1)).items()}
     assert held == {registry.PROCESS_ID: 15, "other": 5}
 
     for _ in range(15):
         slots.release(user_id=1)
     async with asyncio.timeout(5):
-        while shared.hget(slots.slots_key(1), registry.PROCESS_ID) is not None:
+        while shared.hget(redis_store.slots_key(1), registry.PROCESS_ID) is not None:
             await asyncio.sleep(0.01)
     assert slots.local_connections() == 0
     assert sum([await slots.admit(user_id=1, limit=20) for _ in range(16)]) == 15
@@ -93,29 +94,31 @@ async def test_concurrent_admissions_take_exactly_the_limit(shared, monkeypatch)
 
 async def test_a_dead_processs_slots_come_back(shared):
     # A process that held 20 slots stopped renewing its registry entry (crashed).
-    shared.hset(slots.slots_key(1), "dead", 20)
-    shared.zadd(registry.REGISTRY_KEY, {"dead": 1.0})  # expired long ago
+    shared.hset(redis_store.slots_key(1), "dead", 20)
+    shared.zadd(redis_store.REGISTRY_KEY, {"dead": 1.0})  # expired long ago
     assert await slots.admit(user_id=1, limit=20)
-    assert shared.hget(slots.slots_key(1), "dead") is None
+    assert shared.hget(redis_store.slots_key(1), "dead") is None
 
 
 async def test_slots_are_restored_after_redis_loses_them(shared):
     for _ in range(3):
         assert await slots.admit(user_id=1, limit=20)
     shared.flushdb()  # Redis restarted empty
-    await registry._publish()  # the next heartbeat finds this process gone, and puts its slots back
-    assert shared.hget(slots.slots_key(1), registry.PROCESS_ID) == b"3"
-    assert shared.zscore(registry.REGISTRY_KEY, registry.PROCESS_ID) is not None
+    # The next heartbeat finds this process gone, and puts its slots back.
+    await registry._publish(stores.required())
+    assert shared.hget(redis_store.slots_key(1), registry.PROCESS_ID) == b"3"
+    assert shared.zscore(redis_store.REGISTRY_KEY, registry.PROCESS_ID) is not None
 
 
 async def test_admission_counts_this_process_only_while_redis_is_down(settings, caplog):
     settings.REDIS_URL = NOBODY_LISTENS
+    settings.REALTIME_BUS = "redis"
     with caplog.at_level(logging.WARNING, logger="realtime.slots"):
         assert [await slots.admit(user_id=1, limit=2) for _ in range(3)] == [True, True, False]
     assert "counting this process's only" in caplog.text
     slots.release(user_id=1)
     assert await slots.admit(user_id=1, limit=2)
-    await redis_store.close()
+    await stores.close()
     process.reset()
 
 
@@ -124,7 +127,7 @@ async def test_processes_registering_together_all_stay_listed(shared):
     snapshot = {"topics": {"room.x": ["alice"]}}
     for _ in range(3):  # every heartbeat of each, all at the same moment
         await asyncio.gather(*(registry.heartbeat(snapshot, process_id=pid) for pid in pids))
-        assert {m.decode() for m in shared.zrange(registry.REGISTRY_KEY, 0, -1)} == set(pids)
+        assert {m.decode() for m in shared.zrange(redis_store.REGISTRY_KEY, 0, -1)} == set(pids)
     others = await registry.others(process_id="p0")
     assert set(others) == set(pids) - {"p0"}
     assert json.loads(others["p1"]) == snapshot
@@ -138,4 +141,4 @@ async def test_an_expired_process_leaves_the_registry(shared, settings):
     await asyncio.sleep(1.2)
     await registry.heartbeat({"topics": {}}, process_id="alive")
     assert await registry.others(process_id="alive") == {}
-    assert shared.zscore(registry.REGISTRY_KEY, "short-lived") is None, "pruned by score"
+    assert shared.zscore(redis_store.REGISTRY_KEY, "short-lived") is None, "pruned by score"

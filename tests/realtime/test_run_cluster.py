@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import pg_cluster
 from tests.conftest import ROOT, flushed_redis, free_port, live_database_url
 from tests.serve import clean_env, long_secret_key
 
@@ -62,15 +63,31 @@ def test_without_a_secret_key_it_refuses_before_touching_the_database(tmp_path):
     assert not sqlite.exists()  # no migration, no demo user
 
 
+def test_without_a_shared_bus_it_refuses_and_names_both(tmp_path):
+    sqlite = tmp_path / "cluster.sqlite3"
+    result = subprocess.run(
+        ["make", "--no-print-directory", "run-cluster"],
+        cwd=ROOT,
+        env=clean_env(
+            DJANGO_SECRET_KEY=long_secret_key(), SQLITE_PATH=str(sqlite), PORT=str(two_free_ports())
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "set REDIS_URL" in result.stderr and "REALTIME_BUS=postgres" in result.stderr
+    assert not sqlite.exists()
+
+
 @contextmanager
-def run_cluster(tmp_path: Path) -> Iterator[list[str]]:
-    """Run `make run-cluster` with a key on a fresh database and Redis; yield the two processes' URLs."""
+def run_cluster(tmp_path: Path, **bus: str) -> Iterator[list[str]]:
+    """Run `make run-cluster` with a key on a fresh database and ``bus`` (default: Redis); yield the URLs."""
     port = two_free_ports()
     env = clean_env(
-        REDIS_URL=CLUSTER_REDIS_URL,
         DJANGO_SECRET_KEY=long_secret_key(),
         PORT=str(port),
-        **database_env(tmp_path),
+        **(database_env(tmp_path) | (bus or {"REDIS_URL": CLUSTER_REDIS_URL})),
     )
     urls = [f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"]
     log_path = tmp_path / "run-cluster.log"
@@ -133,3 +150,15 @@ def test_with_a_key_both_processes_serve_in_production_mode(tmp_path):
                         },
                     )
                     assert login.status_code == 200 and "sessionid" not in client.cookies  # no demo user
+
+
+def test_on_postgresql_alone_both_processes_serve(tmp_path):
+    database_url = pg_cluster.create_database()
+    try:
+        with run_cluster(tmp_path, REALTIME_BUS="postgres", DATABASE_URL=database_url) as urls:
+            for url in urls:
+                with httpx.Client(base_url=url, timeout=10) as client:
+                    assert client.get("/healthz").status_code == 200
+                    assert client.get("/accounts/login/").status_code == 200
+    finally:
+        pg_cluster.drop_database(database_url)
