@@ -26,7 +26,7 @@ ROOMS_PER_HOUR = 4
 def cluster(tmp_path_factory):
     """Two processes on one scratch database, shared by the tests below."""
     servers = pg_cluster.prepare(
-        tmp_path_factory.mktemp("chat-pg"), REALTIME_ROOMS_PER_USER_PER_HOUR=str(ROOMS_PER_HOUR)
+        tmp_path_factory.mktemp("chat-pg"), CHAT_ROOMS_PER_USER_PER_HOUR=str(ROOMS_PER_HOUR)
     )
     asyncio.run(pg_cluster.start_all(servers))
     yield servers

@@ -138,6 +138,7 @@ async def test_a_member_that_stops_reading_is_told_to_close_not_silently_skipped
         await stop(a)
 
 
+@pytest.mark.slow  # idles past Redis's blocking pop, by design
 async def test_relay_idle_longer_than_the_blocking_pop_still_delivers(processes):
     # redis-py 8's 5 s socket timeout equals BZPOPMIN's: an idle relay would crash without
     # the configured socket_timeout (django/channels_redis#422).
@@ -150,6 +151,7 @@ async def test_relay_idle_longer_than_the_blocking_pop_still_delivers(processes)
     assert await receive(a, channel) == {"type": "hello"}
 
 
+@pytest.mark.slow  # idles past the group expiry, by design
 async def test_memberships_are_refreshed_while_no_message_flows(scratch_redis):
     # Redis forgets a member after group_expiry; an idle room must still get the next message.
     a, b = make_layer(group_expiry=3), make_layer(group_expiry=3)

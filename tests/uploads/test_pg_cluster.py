@@ -25,6 +25,6 @@ async def test_concurrent_creations_on_two_processes_stop_exactly_at_the_quota(t
                 return (await client.post("/api/uploads/", headers=headers)).status_code
 
             statuses = await asyncio.gather(*(create(on_a if n % 2 else on_b, n) for n in range(15)))
-        assert sorted(statuses) == [201] * 5 + [429] * 10  # REALTIME_UPLOAD_MAX_ACTIVE_PER_USER
+        assert sorted(statuses) == [201] * 5 + [429] * 10  # UPLOADS_MAX_ACTIVE_PER_USER
     finally:
         await asyncio.to_thread(pg_cluster.stop_all, servers)
