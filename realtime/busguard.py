@@ -28,7 +28,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from . import bus
-from .db import db_call
+from .db import db_call, release_connections
 from .models import BusEvent
 
 logger = logging.getLogger(__name__)
@@ -76,6 +76,10 @@ def require_single_server() -> None:
         found = others()
     except Exception:  # no table yet, or no database: what needs them says so; this checks one thing
         return
+    finally:
+        # Checked at start, on the main thread, which serves no request: a pooled connection
+        # kept here would be one fewer for every request (a pool of 2 would leave none).
+        release_connections()
     if found:
         raise ImproperlyConfigured(
             f"Another server process ({describe(found)}) serves this database with the in-process bus "
