@@ -345,14 +345,14 @@ async def test_heartbeat_replaces_a_socket_that_stops_answering(logged_in_page, 
     await until(lambda: sent_on(0) == ["ping"] * 4, "a fourth ping")
     await alice.clock.run_for(2_000)  # 3.5 s of silence: the page gives up on the socket
     await until(lambda: closes == [4000], "the page to close the silent socket with 4000")
-    await expect(alice.locator("#status")).to_have_attribute("data-state", "reconnecting")
+    # Replaced, by a new socket or by the SSE fallback (whichever the transport policy picks
+    # first): the brief "reconnecting" in between is the ticker's stall test's to check.
     answering = True  # the network is back
     for _ in range(30):  # the longest backoff there could be (15 s), in steps a pong can keep up with
-        if len(sockets) == 2:
+        if len(sockets) == 2 or await alice.locator("#status").get_attribute("data-state") == "live":
             break
         await alice.clock.run_for(500)
         await asyncio.sleep(0.05)
-    await until(lambda: len(sockets) == 2, "a new socket")
     await expect(alice.locator("#status")).to_have_attribute("data-state", "live")
 
 
