@@ -20,7 +20,8 @@ is online costs one sorted insert. The full list a joiner receives is
 encoded once per batch of joins and shared: during a burst of joins, a
 joiner waits for the next encoding, which comes :data:`BATCH_COST_FACTOR`
 times as long after the previous one as that one took to build, so a
-burst of joins spends at most about a twentieth of its time encoding lists.
+burst of joins spends at most about a twentieth of its time encoding lists
+(the wait is capped by :data:`BATCH_MAX_WAIT`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ logger = logging.getLogger(__name__)
 # During a burst of joins, a topic's list is encoded again only this many times
 # its last encoding's duration after it (10,000 online: roughly every 50 ms here).
 BATCH_COST_FACTOR = 20
+# ...but never longer than this: one encoding slowed by a pause (GC, a busy
+# machine) must not hold the next joiners for twenty times that pause.
+BATCH_MAX_WAIT = 0.25
 
 # A listener is how a connection receives encoded presence events.
 Deliver = Callable[[str], Awaitable[None]]
@@ -185,7 +189,7 @@ def _topic(topic: str) -> _Topic:
 async def _joiner_snapshot(local: _Topic) -> _Snapshot:
     """Return a snapshot that includes every join so far, shared by a burst of joiners."""
     loop = asyncio.get_running_loop()
-    wait = local.built_at + local.build_seconds * BATCH_COST_FACTOR - time.monotonic()
+    wait = local.built_at + min(local.build_seconds * BATCH_COST_FACTOR, BATCH_MAX_WAIT) - time.monotonic()
     if wait <= 0:
         return local.snapshot()
     if local.batch is None:

@@ -320,7 +320,9 @@ async def test_events_reach_sockets_without_a_task_per_delivery(monkeypatch):
 
 async def test_a_burst_of_joiners_shares_one_presence_encoding_that_lists_each(monkeypatch):
     monkeypatch.setattr(registry, "TICK_SECONDS", 0.3)
-    monkeypatch.setattr(presence, "BATCH_COST_FACTOR", 10_000)  # joins soon after an encoding wait
+    # Joins soon after an encoding wait for the next one: a fixed 1.5 s, whatever this machine's speed.
+    monkeypatch.setattr(presence, "BATCH_COST_FACTOR", 1e9)
+    monkeypatch.setattr(presence, "BATCH_MAX_WAIT", 1.5)
     encoded = []
     encode = events.encode
     monkeypatch.setattr(events, "encode", lambda event: encoded.append(event["type"]) or encode(event))
@@ -331,7 +333,7 @@ async def test_a_burst_of_joiners_shares_one_presence_encoding_that_lists_each(m
         assert (await comm.receive_json_from())["type"] == "hello"
     views = []
     for name, comm in zip(names, comms, strict=True):
-        view = set((await comm.receive_json_from())["users"])
+        view = set((await comm.receive_json_from(timeout=5))["users"])
         assert name in view  # a joiner is always in the list it gets
         views.append(view)
     assert encoded.count("presence") < len(names)  # shared by the burst, not one per joiner
