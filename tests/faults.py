@@ -101,12 +101,12 @@ class CuttableProxy:
             writer.close()
             self.writers.discard(writer)
 
-    def set_cut(self, cut: bool) -> None:
-        """Cut (drop every connection, refuse new ones) or restore."""
+    def set_cut(self, cut: bool, *, drop: bool = True) -> None:
+        """Cut (refuse new connections and, with ``drop``, drop every open one) or restore."""
 
         def apply() -> None:
             self.cut = cut
-            if cut:
+            if cut and drop:
                 for writer in list(self.writers):
                     writer.transport.abort()
 

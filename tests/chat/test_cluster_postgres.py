@@ -204,7 +204,34 @@ async def keep_posting(client, room: str, stop: asyncio.Event) -> int:
     return stored
 
 
-async def test_postgres_connections_cut_under_load_lose_nothing_committed(tmp_path):
+def terminate_backends(name: str) -> None:
+    """End every session on database ``name`` from the server's side, as a restart's shutdown does."""
+    with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
+
+
+async def fail_database(proxy: CuttableProxy, name: str, fault: str) -> None:
+    """Take the database away for about a second, then give it back.
+
+    ``cut``: every connection dropped mid-stream (the network, or a crash). ``restart``: what a
+    PostgreSQL restart shows its clients: each session ends with the server's "terminating
+    connection due to administrator command", and new connections are refused until it is up.
+    """
+    if fault == "cut":
+        await asyncio.to_thread(proxy.set_cut, True)
+    else:
+        await asyncio.to_thread(proxy.set_cut, True, drop=False)
+        await asyncio.to_thread(terminate_backends, name)
+    await asyncio.sleep(1)
+    await asyncio.to_thread(proxy.set_cut, False)
+
+
+@pytest.mark.parametrize("fault", ["cut", "restart"])
+async def test_postgres_failing_under_load_loses_nothing_committed(tmp_path, fault):
     name = create_database()
     proxy = CuttableProxy(target_port=5432)
     proxy.start()
@@ -221,9 +248,7 @@ async def test_postgres_connections_cut_under_load_lose_nothing_committed(tmp_pa
             posting = asyncio.create_task(keep_posting(alice, room, stop_posting))
             await asyncio.sleep(1)
 
-            await asyncio.to_thread(proxy.set_cut, True)  # every connection dropped, as by a restart
-            await asyncio.sleep(1)
-            await asyncio.to_thread(proxy.set_cut, False)
+            await fail_database(proxy, name, fault)
 
             async with asyncio.timeout(30):  # the pools and the bus reconnect by themselves
                 before: list[int] = []
