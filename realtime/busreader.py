@@ -23,7 +23,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -60,6 +60,21 @@ class Cursor:
         self.gaps: dict[int, float] = {}  # id -> when to give it up (monotonic)
         self.recent: set[tuple[str, int]] = set()  # (group, event id) delivered in the last DEDUP_SECONDS
         self.recent_order: deque[tuple[float, tuple[str, int]]] = deque()
+
+    @classmethod
+    def at_end(cls, last: int, present: Iterable[int], now: float) -> Cursor:
+        """Return a starting reader's cursor at id ``last``, watching the ids under it not visible yet.
+
+        ``present`` holds the ids of the :data:`MAX_GAPS` below ``last`` that
+        are in the table. A missing one may be a transaction still open, which
+        commits after this reader started: read again, as any skipped id.
+        """
+        cursor = cls(last)
+        seen = set(present)
+        for missing in range(max(last - MAX_GAPS, 0) + 1, last):
+            if missing not in seen:
+                cursor.gaps[missing] = now + GAP_SECONDS
+        return cursor
 
     def duplicate(self, group: str, message: dict[str, Any], now: float) -> bool:
         """Return whether ``message`` carries an event id this reader delivered to ``group`` lately.

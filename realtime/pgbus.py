@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 import psycopg
@@ -35,7 +36,7 @@ from django.conf import settings
 from django.db import connections, router
 
 from . import bus
-from .busreader import BATCH, RETRY_SECONDS, Cursor, deliver_rows
+from .busreader import BATCH, MAX_GAPS, RETRY_SECONDS, Cursor, deliver_rows
 from .layers import FastInMemoryChannelLayer
 from .models import BusEvent
 
@@ -98,8 +99,7 @@ class PostgresBusChannelLayer(FastInMemoryChannelLayer):
                 async with await psycopg.AsyncConnection.connect(conninfo(), autocommit=True) as conn:
                     await conn.execute(f"LISTEN {bus.CHANNEL}")
                     if cursor is None:  # a new process starts at the end; a reconnected one resumes
-                        row = await (await conn.execute(f"SELECT MAX(id) FROM {table}")).fetchone()
-                        cursor = Cursor(row[0] or 0)
+                        cursor = await _start(conn, table)
                     if failures:
                         logger.warning("event bus: reading again from id %d", cursor.last)
                     failures = 0
@@ -119,6 +119,14 @@ class PostgresBusChannelLayer(FastInMemoryChannelLayer):
                     logger.error("event bus: the listening connection failed (%r); reconnecting", exc)
                 failures += 1
                 await asyncio.sleep(RETRY_SECONDS)
+
+
+async def _start(conn: psycopg.AsyncConnection, table: str) -> Cursor:
+    """Return a new reader's cursor: at the last id, the ids missing below it read again for a while."""
+    row = await (await conn.execute(f"SELECT MAX(id) FROM {table}")).fetchone()
+    last = row[0] or 0
+    below = await (await conn.execute(f"SELECT id FROM {table} WHERE id > %s", [last - MAX_GAPS])).fetchall()
+    return Cursor.at_end(last, (r[0] for r in below), time.monotonic())
 
 
 class _Writer:

@@ -184,6 +184,31 @@ async def test_an_event_committed_after_a_higher_id_was_read_is_still_delivered(
         await ws.close()
 
 
+async def test_a_process_starting_while_a_lower_id_is_uncommitted_still_delivers_it(tmp_path):
+    name = create_database()
+    database_url = f"{POSTGRES}/{name}"
+    prepared = make_live_server(tmp_path, DATABASE_URL=database_url, REALTIME_BUS="postgres", REDIS_URL="")
+    server = as_uvicorn(prepared, tmp_path, "late")
+    room = new_room()
+    late = {"type": "announcement", "text": "late"}
+    message = {"type": "realtime.event", "text": json.dumps(late), "event": "announcement"}
+    insert = 'INSERT INTO realtime_busevent (created, "group", payload) VALUES (now(), %s, %s)'
+    try:
+        with psycopg.connect(database_url) as slow:  # takes an id, commits after the server started
+            slow.execute(insert, [f"room.{room}", json.dumps(message)])
+            with psycopg.connect(database_url, autocommit=True) as other:  # a higher id, committed
+                other.execute(insert, ["room.elsewhere", json.dumps(message)])
+            server.start()
+            async with login(server.url, "bob") as bob:
+                ws = await connect(server, bob, room)
+                slow.commit()
+                assert await next_of_type(ws, "announcement", timeout=DEADLINE) == late
+                await ws.close()
+    finally:
+        server.stop()
+        drop_database(name)
+
+
 async def history_ids(client, room: str) -> list[int]:
     """Return the ids of the room's stored messages (up to 200, oldest first), [] while it is down."""
     response = await client.get(f"/api/rooms/{room}/messages", params={"limit": 200})

@@ -47,6 +47,15 @@ def test_cursor_reads_a_skipped_id_that_commits_late_and_gives_it_up_after_a_whi
     assert cursor.accept(rows(2), GAP_SECONDS + 2) == []
 
 
+def test_a_starting_cursor_reads_again_the_ids_missing_below_the_end():
+    # 7 and 9 are not visible when the reader starts: open transactions (or rolled back).
+    cursor = Cursor.at_end(10, [1, 2, 3, 4, 5, 6, 8, 10], 0.0)
+    assert set(cursor.gaps) == {7, 9}
+    assert [r[0] for r in cursor.accept(rows(9, 11), 1.0)] == [9, 11]
+    cursor.accept([], GAP_SECONDS + 1)
+    assert cursor.gaps == {}
+
+
 def test_cursor_skips_a_second_row_of_one_event_id():
     cursor = Cursor(0)
     message = {"type": "realtime.event", "id": 7}
