@@ -23,9 +23,10 @@ and the apps' database functions run their ORM calls through
   then requests failed). One connection of the pool is this thread's for
   the life of the process.
 * Before each call the connections are checked: one a call left inside a
-  transaction is replaced, and one that failed since (a database restart)
-  is replaced if it no longer answers, so a restart costs one failed call,
-  not a dead thread.
+  transaction is replaced; a PostgreSQL connection the server ended while it
+  was idle (a restart, a cut) is replaced without a query (realtime.pgconn),
+  so the first call after an outage does not fail; and one that failed
+  since is replaced if it no longer answers.
 * Code running in this thread may call ``async_to_sync`` (a signal receiver
   that notifies connections, a limit check): the coroutine runs on the
   event loop of the ``db_call`` that is waiting, as from a thread of
@@ -53,7 +54,7 @@ from typing import Any, TypeVar
 from asgiref.sync import SyncToAsync
 from django.db import connections
 
-from . import metrics
+from . import metrics, pgconn
 
 logger = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -133,6 +134,8 @@ def _check_connections() -> None:
         try:
             if not conn.get_autocommit():
                 conn.close()  # a call left a transaction open: start from a clean connection
+            elif conn.vendor == "postgresql" and pgconn.ended_by_server(conn.connection):
+                conn.close()  # ended while idle (a restart, a cut): connect afresh, not fail a call
             elif conn.errors_occurred:
                 if conn.is_usable():
                     conn.errors_occurred = False

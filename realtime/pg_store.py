@@ -25,6 +25,7 @@ import psycopg
 from django.db import connections
 from psycopg_pool import AsyncConnectionPool
 
+from . import pgconn
 from .process import process
 
 # A handshake storm queues for these (POOL_TIMEOUT) rather than opening a connection per client.
@@ -82,6 +83,7 @@ async def fetch(query: str, params: tuple[Any, ...] = ()) -> list[tuple]:
             max_size=MAX_CONNECTIONS,
             timeout=POOL_TIMEOUT,
             kwargs={"autocommit": True},
+            check=pgconn.check,  # a connection ended while idle is replaced, not handed out
             open=False,
             name="realtime-store",
         )
