@@ -111,7 +111,8 @@ async def check_layout(page: Page, name: str, directory: Path) -> list[Path]:
     """At a laptop's and a phone's width, check the page's header and width; return the screenshots.
 
     At each: no sideways scroll, the username in full, the live status shown (and clear of the
-    account). Each screenshot is saved as ``<directory>/<name>-<width>.png`` for a person to look at.
+    account), every link of the header's navigation in view (none hidden, none scrolled out of
+    the bar). Each screenshot is saved as ``<directory>/<name>-<width>.png`` for a person to look at.
     """
     shots = []
     for width, height in DESKTOP_AND_PHONE:
@@ -129,14 +130,17 @@ async def check_layout(page: Page, name: str, directory: Path) -> list[Path]:
             f"{where} cuts the live status short: {layout}"
         )
         assert not layout["overlap"], f"{where} draws the status over the account: {layout}"
+        assert layout["nav"], f"{where} has no navigation links: {layout}"
+        hidden = [link["text"] for link in layout["nav"] if not link["visible"]]
+        assert not hidden, f"{where} hides the navigation links {hidden}: {layout}"
         shot = directory / f"{name}-{width}.png"
         await page.screenshot(path=str(shot), full_page=True)
         shots.append(shot)
     return shots
 
 
-# What check_layout measures: overflow of the document, the username's and status's boxes, and
-# whether the status's box runs into the account's (name and logout button).
+# What check_layout measures: overflow of the document, the username's, status's and navigation
+# links' boxes, and whether the status's box runs into the account's (name and logout button).
 MEASURE_LAYOUT = """() => {
   const box = (element) => {
     if (!element) return { visible: false };
@@ -152,12 +156,22 @@ MEASURE_LAYOUT = """() => {
   const account = document.querySelector(".account");
   const a = status && status.getBoundingClientRect();
   const b = account && account.getBoundingClientRect();
+  // A link counts as shown only inside the nav's own box too (the nav scrolls sideways on overflow).
+  const nav = document.querySelector("header nav");
+  const navRect = nav && nav.getBoundingClientRect();
+  const link = (element) => {
+    const shown = box(element);
+    const rect = element.getBoundingClientRect();
+    const inNav = rect.left >= navRect.left - 0.5 && rect.right <= navRect.right + 0.5;
+    return { ...shown, visible: shown.visible && inNav && getComputedStyle(nav).display !== "none" };
+  };
   const overlap = Boolean(a && b && a.left < b.right && b.left < a.right
     && a.top < b.bottom && b.top < a.bottom);
   return {
     scrollWidth: document.scrollingElement.scrollWidth, innerWidth, overlap,
     whoami: box(document.getElementById("whoami")),
     status: box(status),
+    nav: nav ? [...nav.querySelectorAll("a")].map(link) : [],
   };
 }"""
 
