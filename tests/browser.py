@@ -5,6 +5,8 @@ tests/conftest.py registers the fixtures for the whole suite; nothing here impor
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -56,6 +58,8 @@ async def browser() -> AsyncIterator[Browser]:
 async def logged_in_page(browser: Browser, live_server) -> AsyncIterator[PageFactory]:
     """Return ``await make(username, **context_options)``: a page in its own context, logged in.
 
+    The context's ``base_url`` is the live server's unless given (a StallingProxy's, say).
+
     Each user gets their own browser context (own cookies), logged in through
     the real login form. A JavaScript error or a Content-Security-Policy violation on any
     page fails the test: the pages must work under the strict policy (settings.SECURE_CSP).
@@ -65,7 +69,7 @@ async def logged_in_page(browser: Browser, live_server) -> AsyncIterator[PageFac
     csp_violations: list[str] = []
 
     async def make(username: str, **context_options) -> Page:
-        context = await browser.new_context(base_url=live_server.url, **context_options)
+        context = await browser.new_context(**{"base_url": live_server.url, **context_options})
         contexts.append(context)
         await watch_csp(context, csp_violations, username)
         page = await context.new_page()
@@ -107,7 +111,8 @@ async def check_layout(page: Page, name: str, directory: Path) -> list[Path]:
     """At a laptop's and a phone's width, check the page's header and width; return the screenshots.
 
     At each: no sideways scroll, the username in full, the live status shown (and clear of the
-    account). Each screenshot is saved as ``<directory>/<name>-<width>.png`` for a person to look at.
+    account), every link of the header's navigation in view (none hidden, none scrolled out of
+    the bar). Each screenshot is saved as ``<directory>/<name>-<width>.png`` for a person to look at.
     """
     shots = []
     for width, height in DESKTOP_AND_PHONE:
@@ -125,14 +130,17 @@ async def check_layout(page: Page, name: str, directory: Path) -> list[Path]:
             f"{where} cuts the live status short: {layout}"
         )
         assert not layout["overlap"], f"{where} draws the status over the account: {layout}"
+        assert layout["nav"], f"{where} has no navigation links: {layout}"
+        hidden = [link["text"] for link in layout["nav"] if not link["visible"]]
+        assert not hidden, f"{where} hides the navigation links {hidden}: {layout}"
         shot = directory / f"{name}-{width}.png"
         await page.screenshot(path=str(shot), full_page=True)
         shots.append(shot)
     return shots
 
 
-# What check_layout measures: overflow of the document, the username's and status's boxes, and
-# whether the status's box runs into the account's (name and logout button).
+# What check_layout measures: overflow of the document, the username's, status's and navigation
+# links' boxes, and whether the status's box runs into the account's (name and logout button).
 MEASURE_LAYOUT = """() => {
   const box = (element) => {
     if (!element) return { visible: false };
@@ -148,12 +156,22 @@ MEASURE_LAYOUT = """() => {
   const account = document.querySelector(".account");
   const a = status && status.getBoundingClientRect();
   const b = account && account.getBoundingClientRect();
+  // A link counts as shown only inside the nav's own box too (the nav scrolls sideways on overflow).
+  const nav = document.querySelector("header nav");
+  const navRect = nav && nav.getBoundingClientRect();
+  const link = (element) => {
+    const shown = box(element);
+    const rect = element.getBoundingClientRect();
+    const inNav = rect.left >= navRect.left - 0.5 && rect.right <= navRect.right + 0.5;
+    return { ...shown, visible: shown.visible && inNav && getComputedStyle(nav).display !== "none" };
+  };
   const overlap = Boolean(a && b && a.left < b.right && b.left < a.right
     && a.top < b.bottom && b.top < a.bottom);
   return {
     scrollWidth: document.scrollingElement.scrollWidth, innerWidth, overlap,
     whoami: box(document.getElementById("whoami")),
     status: box(status),
+    nav: nav ? [...nav.querySelectorAll("a")].map(link) : [],
   };
 }"""
 
@@ -182,3 +200,85 @@ class Stall:
 
     def restore(self) -> None:
         self.cut = False
+
+
+class StallingProxy:
+    """A TCP proxy between the browser and a server that can stop forwarding without a close.
+
+    For what a WebSocket route cannot stand in for (an SSE stream, the HTTP requests beside it):
+    give the page ``base_url=proxy.url``. Until ``stall``, every connection is forwarded both
+    ways. After it, the open ones carry nothing more in either direction and no close reaches the
+    page (a network gone without a FIN); new ones are accepted and stay silent. ``restore``
+    forwards the connections opened after it, and resets the frozen ones, as a NAT that forgot
+    them would on their next packet (so the browser does not reuse them forever).
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.cut = False
+        self.frozen: set[asyncio.StreamWriter] = set()  # browser-side connections the stall froze
+        self.forwarding: dict[asyncio.StreamWriter, asyncio.StreamWriter] = {}  # browser side: server side
+        self.server: asyncio.Server | None = None
+        self.url = ""
+
+    async def __aenter__(self) -> StallingProxy:
+        self.server = await asyncio.start_server(self.accept, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        self.server.close()
+        for writer in [*self.frozen, *self.forwarding, *self.forwarding.values()]:
+            writer.transport.abort()
+        await self.server.wait_closed()
+
+    def stall(self) -> None:
+        """Freeze every open connection and leave new ones unanswered."""
+        self.cut = True
+        self.frozen.update(self.forwarding)
+
+    def restore(self) -> None:
+        """Forward new connections again; reset the frozen ones (both sides)."""
+        self.cut = False
+        for browser_side in self.frozen:
+            browser_side.transport.abort()
+            server_side = self.forwarding.get(browser_side)
+            if server_side:
+                server_side.transport.abort()
+        self.frozen.clear()
+
+    async def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Forward one browser connection to the server, or hold it silent during a stall."""
+        if self.cut:
+            self.frozen.add(writer)
+            await self.swallow(reader)
+            return
+        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.forwarding[writer] = server_writer
+        try:
+            await asyncio.gather(
+                self.pipe(reader, server_writer, writer), self.pipe(server_reader, writer, writer)
+            )
+        finally:
+            self.forwarding.pop(writer, None)
+            server_writer.transport.abort()
+            if writer not in self.frozen:
+                writer.transport.abort()
+
+    async def pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, browser_side) -> None:
+        """Copy one direction until it ends; while the connection is frozen, drop what comes."""
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await reader.read(65536):
+                if browser_side in self.frozen:
+                    continue
+                writer.write(data)
+                await writer.drain()
+        if browser_side not in self.frozen:
+            writer.close()  # the end of one direction ends the connection, as it would unproxied
+
+    @staticmethod
+    async def swallow(reader: asyncio.StreamReader) -> None:
+        """Read and drop until the browser closes (or the proxy resets the connection)."""
+        with contextlib.suppress(ConnectionError, OSError):
+            while await reader.read(65536):
+                pass

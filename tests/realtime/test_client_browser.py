@@ -1,8 +1,8 @@
 """The core's browser client on the core alone: the echo topic's page in a real browser.
 
 A page on nothing but the core (tests/realtime/echo_site.py) fits a laptop and a phone; a quiet
-connection stays live on the heartbeat; a WebSocket stalled without a close shows as reconnecting
-within 5 s, and once the network is back the page catches up on what was said meanwhile.
+connection stays live on the heartbeat; a WebSocket or an SSE stream stalled without a close shows as
+reconnecting within 5 s, and once the network is back the page catches up on what was said meanwhile.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import asdict
 import pytest
 from playwright.async_api import expect
 
-from tests.browser import Stall, check_layout
+from tests.browser import Stall, StallingProxy, check_layout
 from tests.conftest import LiveServer, make_live_server
 from tests.live_client import joined, login, send_json, ws_connect
 
@@ -83,3 +83,39 @@ async def test_a_stalled_websocket_shows_reconnecting_within_5_s_and_catches_up(
         # Caught up after the newest id the page held: each missed event once, in order.
         await expect(page.locator("#said li")).to_have_text(["before", "during 1", "during 2"])
         assert stall.connected >= 2
+
+
+async def test_a_stalled_sse_stream_shows_reconnecting_within_5_s_and_catches_up(logged_in_page, live_server):
+    async with StallingProxy(live_server.port) as proxy:
+        page = await logged_in_page("alice", base_url=proxy.url)
+        streams: list[str] = []
+        page.on("request", lambda request: "/sse/echo/" in request.url and streams.append(request.url))
+        name = uuid.uuid4().hex[:8]
+        await page.goto(f"/echo/{name}/?transport=sse")
+        status = page.locator("#status")
+        await expect(status).to_have_attribute("data-state", "live")
+        await expect(status).to_contain_text("SSE")
+
+        async with login(live_server, "bob") as bob, ws_connect(live_server, bob, f"/ws/echo/{name}/") as ws:
+            await joined(ws)
+            await send_json(ws, {"type": "say", "text": "before"})
+            await expect(page.locator("#said li")).to_have_text(["before"])
+
+            # A quiet stream: the keep-alives are invisible to the page, the answered probes keep it live.
+            await page.wait_for_timeout(7_000)
+            await expect(status).to_have_attribute("data-state", "live")
+            assert len(streams) == 1, f"a quiet stream was replaced: {streams}"
+
+            proxy.stall()
+            cut_at = time.monotonic()
+            await expect(status).to_have_attribute("data-state", "reconnecting", timeout=5_000)
+            assert time.monotonic() - cut_at < 5, "the stall showed too late"
+            for text in ("during 1", "during 2"):
+                await send_json(ws, {"type": "say", "text": text})
+
+            proxy.restore()
+            await expect(status).to_have_attribute("data-state", "live", timeout=20_000)
+            await expect(status).to_contain_text("SSE")
+            # Caught up after the newest id the page held: each missed event once, in order.
+            await expect(page.locator("#said li")).to_have_text(["before", "during 1", "during 2"])
+            assert len(streams) >= 2

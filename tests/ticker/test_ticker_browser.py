@@ -12,7 +12,7 @@ import time
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.browser import Stall, check_layout
+from tests.browser import Stall, StallingProxy, check_layout
 from tests.conftest import make_live_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -150,3 +150,36 @@ async def test_going_offline_shows_at_once_and_online_reconnects(logged_in_page,
     await page.wait_for_function(
         "frozen => Number(document.getElementById('ticker-seq').textContent) > frozen", arg=frozen
     )
+
+
+async def test_a_stalled_sse_stream_shows_reconnecting_within_5_s_then_catches_up(
+    logged_in_page, live_server, tmp_path
+):
+    async with StallingProxy(live_server.port) as proxy:
+        page = await logged_in_page("alice", base_url=proxy.url)
+        await page.goto("/ticker/?transport=sse")
+        status = page.locator("#status")
+        await expect(status).to_have_attribute("data-state", "live")
+        await expect(status).to_contain_text("SSE")
+        seq = page.locator("#ticker-seq")
+        await expect(seq).not_to_have_text("–")
+
+        # The feed ticks every 0.2 s: the stall begins just after an event, the longest wait to notice it.
+        proxy.stall()
+        cut_at = time.monotonic()
+        await expect(status).to_have_attribute("data-state", "reconnecting", timeout=5_000)
+        assert time.monotonic() - cut_at < 5, "the stall showed too late"
+        frozen = int(await seq.text_content())
+        await expect(page.locator("#dashboard")).to_have_attribute("data-stale", "yes")
+        await expect(page.locator("#ticker-stale")).to_be_visible()
+        await page.screenshot(path=str(tmp_path / "ticker-sse-stalled-1280.png"))
+
+        proxy.restore()
+        await expect(status).to_have_attribute("data-state", "live", timeout=20_000)
+        await expect(status).to_contain_text("SSE")
+        # Caught up: the latest snapshot, well past the seq shown when the stall began.
+        await page.wait_for_function(
+            "frozen => Number(document.getElementById('ticker-seq').textContent) > frozen + 3", arg=frozen
+        )
+        await expect(page.locator("#dashboard")).to_have_attribute("data-stale", "no")
+        await expect(page.locator("#ticker-stale")).to_be_hidden()

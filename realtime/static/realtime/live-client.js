@@ -45,6 +45,9 @@
 //                     4401 would, 403 as 4403 (default "/api/me"; null: never ask).
 //                     Asked after a 4401 too: the client goes on only if it
 //                     answers 200 for the user of the connection's hello.
+//   probeUrl          asked while an SSE stream is silent, to tell an idle stream
+//                     from a stalled one (sse-transport.js): a cheap GET without
+//                     side effects (default "/healthz"; null: never probe)
 //   transport         "websocket" | "sse" forces one (default: ?transport= of the page)
 //   pageLifecycle     default true: "pagehide" stops, "pageshow" from the
 //                     back/forward cache connects again, "offline" drops the
@@ -67,6 +70,8 @@
   const SESSION_STATUSES = { 401: 4401, 403: 4403 };
   const SESSION_ENDED = 4401;
   const SESSION_RECHECK_MS = [1000, 2500]; // after a 4401, the waits before asking sessionUrl again
+  // Into a stalled network a request may hang for minutes: give up on it, and retry, after this.
+  const SESSION_CHECK_WITHIN_MS = 3000;
   const NETWORK_LOST = 1006; // what onDown reports when the browser went offline
   const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -105,6 +110,7 @@
       onEnd = () => {},
       fatalCodes = FATAL_CODES,
       sessionUrl = "/api/me",
+      probeUrl = "/healthz",
       transport = undefined,
       pageLifecycle = true,
       backoff = new Realtime.Backoff(),
@@ -123,6 +129,7 @@
       this.onEnd = onEnd;
       this.fatalCodes = fatalCodes;
       this.sessionUrl = sessionUrl;
+      this.probeUrl = probeUrl;
       this.backoff = backoff;
       let forced = transport === undefined ? Realtime.TransportPolicy.forcedByLocation() : transport;
       if (!sseUrl) forced = "websocket";
@@ -166,7 +173,7 @@
       const params = id === null || id === undefined ? {} : this.resumeParam(id);
       const transport = this.policy.make({
         websocket: { url: absoluteUrl(this.wsUrl, { websocket: true, params }) },
-        sse: { url: absoluteUrl(this.sseUrl, { params }), events: this.events },
+        sse: { url: absoluteUrl(this.sseUrl, { params }), events: this.events, probeUrl: absoluteUrl(this.probeUrl) },
         onOpen: () => this.opened(transport),
         onEvent: (event) => transport === this.current && this.receive(event),
         onClose: (info) => transport === this.current && this.closed(transport, info),
@@ -259,7 +266,11 @@
     async checkSession({ sameUser = false } = {}) {
       if (!this.sessionUrl) return null;
       try {
-        const response = await fetch(this.sessionUrl, { credentials: "same-origin", cache: "no-store" });
+        const response = await fetch(this.sessionUrl, {
+          credentials: "same-origin",
+          cache: "no-store",
+          signal: AbortSignal.timeout(SESSION_CHECK_WITHIN_MS),
+        });
         const code = SESSION_STATUSES[response.status] || null;
         if (code || !sameUser || !response.ok || this.userId === null) return code;
         const me = await response.json();
