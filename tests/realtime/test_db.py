@@ -40,3 +40,20 @@ async def test_a_caller_cancelled_while_its_call_runs_leaves_the_next_call_its_r
     assert await after == "after"
     with pytest.raises(asyncio.CancelledError):
         await blocked
+
+
+def test_the_results_of_a_closed_event_loop_are_forgotten():
+    """A loop closed with a result still queued for it is not held for the process's life."""
+    from realtime import db
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(asyncio.sleep(0))  # a loop that ran
+    future = loop.create_future()
+    db._hand_back(loop, future, "queued", None)  # its wake-up scheduled, never run
+    loop.close()
+
+    async def one_more_call() -> str:
+        return await db_call(lambda: "fine")()
+
+    assert asyncio.run(one_more_call()) == "fine"
+    assert loop not in db._results
