@@ -1,12 +1,13 @@
 """CPU per authenticated handshake and Python memory per idle socket, in-process.
 
-Quieter than ``bench/run.py``'s ``idle-10000`` on a shared machine: no
-server, no load client, only this process's own CPU time
+Without ``bench/run.py``'s server and load client: only this process's own CPU time
 (``time.process_time``, the realtime DB thread included) over N handshakes
 through ``project.asgi.application`` with Channels' ``WebsocketCommunicator``,
 each with its own user and logged-in session (bench/sessions.py), to one
-chat room. uvicorn's own cost is not in it. Then, in a second pass under
-``tracemalloc``, the traced bytes per idle socket. Run::
+chat room. uvicorn's own cost is not in it. On a loaded machine its CPU
+figure swings as much as the end-to-end one (bench/README.md); the traced
+bytes per idle socket, from a second pass under ``tracemalloc``, hardly
+move. Run::
 
     .venv/bin/python bench/handshake_cost.py --count 1000 [--profile out.prof]
 
