@@ -48,7 +48,8 @@ LIMIT = "limit"  # REALTIME_MAX_CONNECTIONS_PER_USER
 UNAVAILABLE = "unavailable"  # the database could not answer the admission step
 
 
-@dataclass(eq=False)
+# Slots: one per live socket, held for its whole life; an instance dict costs more than the slots.
+@dataclass(eq=False, slots=True)
 class Connection:
     """One live WebSocket or SSE stream: what it holds, and the one place that gives it back.
 

@@ -63,7 +63,7 @@ class ReadOnlySession(SessionStore):
         pass
 
 
-@dataclass
+@dataclass(slots=True)  # one per live connection: no instance dict
 class Credential:
     """The identity a connection was opened with."""
 
@@ -113,7 +113,7 @@ def check(credential: Credential) -> int | None:
     return None if session_user.pk == credential.user_id else SESSION_ENDED
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # one per live connection: no instance dict
 class Watch:
     """One connection's periodic credential check; ``cancel()`` it when the connection ends."""
 

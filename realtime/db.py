@@ -4,7 +4,11 @@ Handshakes (realtime.handshake), credential checks (realtime.credentials)
 and the apps' database functions run their ORM calls through
 :func:`db_call`, each call one hop to a single worker thread:
 
-* The hop is lean: a queue put, and one ``call_soon_threadsafe`` back.
+* The hop is lean: a queue put, and at most one ``call_soon_threadsafe`` back.
+  Results go back in batches: a result finished while the loop has not yet
+  taken the previous ones joins them, without another wake-up (a write to
+  the loop's self-pipe, a system call; in a burst of handshakes most
+  results are handed back this way).
   ``sync_to_async`` also copies and restores context variables and chains
   a ``concurrent.futures.Future`` (with its lock) to an asyncio one, about
   as much work again as a small query; these calls need neither, since the
@@ -41,7 +45,6 @@ identity middleware calls it once the caller is known, realtime.auth).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import os
@@ -60,6 +63,9 @@ logger = logging.getLogger(__name__)
 R = TypeVar("R")
 
 _jobs: queue.SimpleQueue = queue.SimpleQueue()
+# Results not yet taken by their event loop: loop -> [(future, result, error)].
+_results: dict[asyncio.AbstractEventLoop, list] = {}
+_results_lock = threading.Lock()
 _thread: threading.Thread | None = None
 _thread_lock = threading.Lock()
 
@@ -113,17 +119,39 @@ def _work() -> None:
             error = exc
         finally:
             caller.main_event_loop = None
-        with contextlib.suppress(RuntimeError):  # that event loop is closed: nobody waits any more
-            loop.call_soon_threadsafe(_settle, future, result, error)
+        _hand_back(loop, future, result, error)
 
 
-def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+def _hand_back(loop: asyncio.AbstractEventLoop, future: asyncio.Future, result: Any, error: Any) -> None:
+    """Queue a call's outcome for its loop; wake the loop only if nothing was queued for it."""
+    with _results_lock:
+        batch = _results.setdefault(loop, [])
+        batch.append((future, result, error))
+        wake = len(batch) == 1
+        if wake:
+            # A loop closed after its wake-up was scheduled never takes its batch: forget it
+            # (one loop in a server; one per test in the tests).
+            for closed in [other for other in _results if other.is_closed()]:
+                del _results[closed]
+    if wake:
+        try:
+            loop.call_soon_threadsafe(_settle_all, loop)
+        except RuntimeError:  # that event loop is closed: nobody waits any more
+            with _results_lock:
+                _results.pop(loop, None)
+
+
+def _settle_all(loop: asyncio.AbstractEventLoop) -> None:
+    """In the event loop: settle every outcome queued for it."""
+    with _results_lock:
+        batch = _results.pop(loop, ())
+    for future, result, error in batch:
+        if future.cancelled():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 def _check_connections() -> None:

@@ -11,7 +11,7 @@ from django.contrib.auth.backends import ModelBackend as DjangoModelBackend
 from django.contrib.sessions.models import Session
 from django.utils import timezone
 
-from realtime.backends import ModelBackend, _user_sql
+from realtime.backends import ModelBackend, _user_lookup
 from realtime.sessions import SessionStore
 
 pytestmark = pytest.mark.django_db
@@ -24,6 +24,10 @@ def test_get_user_returns_the_same_user_as_django():
     fields = [f.attname for f in get_user_model()._meta.concrete_fields]
     assert {f: getattr(ours, f) for f in fields} == {f: getattr(django, f) for f in fields}
     assert ours.get_session_auth_hash() == django.get_session_auth_hash()
+    # A whole row, loaded from this database, as the ORM's own instance is.
+    assert ours.get_deferred_fields() == set()
+    assert (ours._state.db, ours._state.adding) == (django._state.db, django._state.adding)
+    assert type(ours.is_active) is bool and ours.date_joined.tzinfo is not None
 
 
 def test_get_user_refuses_inactive_missing_and_malformed_ids():
@@ -36,8 +40,8 @@ def test_get_user_refuses_inactive_missing_and_malformed_ids():
 
 def test_a_user_manager_that_filters_rows_keeps_djangos_lookup():
     filtering = SimpleNamespace(get_queryset=lambda: get_user_model().objects.filter(is_active=True))
-    assert _user_sql(get_user_model(), filtering, "default") is None
-    assert _user_sql(get_user_model(), get_user_model()._default_manager, "default") is not None
+    assert _user_lookup(get_user_model(), filtering, "default") is None
+    assert _user_lookup(get_user_model(), get_user_model()._default_manager, "default") is not None
 
 
 def test_session_loads_its_data():
