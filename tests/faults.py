@@ -1,15 +1,19 @@
-"""Services the fault tests can break: a private Redis, and a TCP proxy that can be cut."""
+"""Services the fault tests can break: a private Redis, a private PostgreSQL, a TCP proxy to cut."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
+import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
 
+import psycopg
 import redis
 
 from tests.conftest import free_port
@@ -57,6 +61,63 @@ class PrivateRedis:
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own (initdb in a scratch directory), to restart for real."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4]))
+        assert found, "PostgreSQL's server binaries are needed (Debian package postgresql)"
+        self.bin = Path(found[-1]).parent
+        # PostgreSQL refuses to run as root: as root, it runs as the postgres user, in a
+        # directory that user owns (pytest's own tmp directories are root's alone).
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self.directory = Path(tempfile.mkdtemp(prefix="realtime-pg-"))
+        if self.as_user:
+            shutil.chown(self.directory, "postgres", "postgres")
+        self.data = self.directory / "data"
+
+    def url(self, database: str = "postgres") -> str:
+        """Return the URL of ``database`` on this server."""
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _ctl(self, *args: str) -> None:
+        subprocess.run(
+            [*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.directory / "log")]
+            + list(args),
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=60,
+        )
+
+    def start(self) -> None:
+        """Create the cluster and start the server; return once it accepts connections."""
+        subprocess.run(
+            [*self.as_user, str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust"]
+            + ["--no-sync"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=120,
+        )
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory} -c fsync=off"
+        self._ctl("-o", options, "-w", "start")
+
+    def restart(self) -> None:
+        """Restart it as an operator would (fast: each session told, then ended); return once it is up."""
+        self._ctl("-m", "fast", "-w", "restart")
+
+    def create_database(self, name: str) -> None:
+        """Create database ``name``."""
+        with psycopg.connect(self.url(), autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+
+    def stop(self) -> None:
+        """Stop it at once and remove its files."""
+        with contextlib.suppress(subprocess.SubprocessError):
+            self._ctl("-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 class CuttableProxy:

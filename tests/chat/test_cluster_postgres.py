@@ -8,10 +8,12 @@ are a few seconds, for a loaded machine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 
 import httpx
@@ -20,7 +22,7 @@ import pytest
 import websockets
 
 from tests.conftest import LiveServer, free_port, make_live_server
-from tests.faults import CuttableProxy
+from tests.faults import CuttableProxy, PrivatePostgres
 from tests.resume_client import ResumingClient
 from tests.sse_client import login
 from tests.ticker.test_ticker_live import as_uvicorn
@@ -238,28 +240,52 @@ def terminate_backends(name: str) -> None:
         )
 
 
-async def fail_database(proxy: CuttableProxy, name: str, fault: str) -> None:
-    """Take the database away for about a second, then give it back.
+@contextlib.contextmanager
+def failing_database(fault: str) -> Iterator[tuple[str, Callable[[], Awaitable[None]]]]:
+    """Yield a scratch database's URL and how to fail it for about a second, then give it back.
 
-    ``cut``: every connection dropped mid-stream (the network, or a crash). ``restart``: what a
-    PostgreSQL restart shows its clients: each session ends with the server's "terminating
-    connection due to administrator command", and new connections are refused until it is up.
+    ``cut``: every connection dropped mid-stream (the network, or a crash), through a proxy.
+    ``terminated``: each session ended by the server ("terminating connection due to administrator
+    command"), new connections refused for a second. ``restart``: a PostgreSQL server of the test's
+    own restarted for real (``pg_ctl restart -m fast``).
     """
-    if fault == "cut":
-        await asyncio.to_thread(proxy.set_cut, True)
-    else:
-        await asyncio.to_thread(proxy.set_cut, True, drop=False)
-        await asyncio.to_thread(terminate_backends, name)
-    await asyncio.sleep(1)
-    await asyncio.to_thread(proxy.set_cut, False)
-
-
-@pytest.mark.parametrize("fault", ["cut", "restart"])
-async def test_postgres_failing_under_load_loses_nothing_committed(tmp_path, fault):
+    if fault == "restart":
+        server = PrivatePostgres()
+        try:
+            server.start()
+            name = "realtime_pgbus_restart"
+            server.create_database(name)
+            yield server.url(name), lambda: asyncio.to_thread(server.restart)
+        finally:
+            server.stop()
+        return
     name = create_database()
     proxy = CuttableProxy(target_port=5432)
     proxy.start()
-    database_url = f"postgres://postgres@127.0.0.1:{proxy.port}/{name}"
+
+    async def fail() -> None:
+        if fault == "cut":
+            await asyncio.to_thread(proxy.set_cut, True)
+        else:
+            await asyncio.to_thread(proxy.set_cut, True, drop=False)
+            await asyncio.to_thread(terminate_backends, name)
+        await asyncio.sleep(1)
+        await asyncio.to_thread(proxy.set_cut, False)
+
+    try:
+        yield f"postgres://postgres@127.0.0.1:{proxy.port}/{name}", fail
+    finally:
+        proxy.stop()
+        drop_database(name)
+
+
+@pytest.mark.parametrize("fault", ["cut", "terminated", "restart"])
+async def test_postgres_failing_under_load_loses_nothing_committed(tmp_path, fault):
+    with failing_database(fault) as (database_url, fail):
+        await _lose_nothing_committed(tmp_path, database_url, fail)
+
+
+async def _lose_nothing_committed(tmp_path, database_url: str, fail: Callable[[], Awaitable[None]]) -> None:
     a, b = start_cluster(tmp_path, database_url, REALTIME_RATE_LIMIT="100000/1s")
     room = new_room()
     try:
@@ -272,7 +298,7 @@ async def test_postgres_failing_under_load_loses_nothing_committed(tmp_path, fau
             posting = asyncio.create_task(keep_posting(alice, room, stop_posting))
             await asyncio.sleep(1)
 
-            await fail_database(proxy, name, fault)
+            await fail()
 
             async with asyncio.timeout(30):  # the pools and the bus reconnect by themselves
                 before: list[int] = []
@@ -283,10 +309,8 @@ async def test_postgres_failing_under_load_loses_nothing_committed(tmp_path, fau
             stop_posting.set()
             assert await posting > 0
             expected = await history_ids(alice, room)
-            try:
-                async with asyncio.timeout(
-                    30
-                ):  # every committed message reaches both processes' clients, once
+            try:  # every committed message reaches both processes' clients, once
+                async with asyncio.timeout(30):
                     while any(f.seen != expected for f in followers):
                         await asyncio.sleep(0.1)
             except TimeoutError:
@@ -309,8 +333,6 @@ async def test_postgres_failing_under_load_loses_nothing_committed(tmp_path, fau
     finally:
         a.stop()
         b.stop()
-        proxy.stop()
-        drop_database(name)
 
 
 def test_postgres_bus_on_sqlite_refuses_to_start(tmp_path):
