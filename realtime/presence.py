@@ -5,10 +5,11 @@ Presence is keyed by a topic's group (realtime.topics), whatever its kind.
 Each server process keeps its own connections in memory; on a shared bus
 (Redis or PostgreSQL) the processes tell each other their changes as
 deltas on the bus, repaired by the registry's snapshots
-(realtime.presence_peers). A change to a topic's list schedules one
-``presence_diff`` to its listeners, from what each last saw, coalesced
-(realtime.presence_diffs); a user's second tab joining or leaving changes
-nothing.
+(realtime.presence_peers). Each topic's listeners get one ``presence_diff``
+from what each last saw, coalesced (realtime.presence_diffs): soon after
+another process's change arrives, and once a heartbeat tick for what is
+still due (this process's own joins and leaves); a user's second tab
+joining or leaving changes nothing.
 
 Nothing here is O(topic size) per connection. Each topic counts, per
 username, the sources that list it (this process, each other process),
@@ -126,7 +127,7 @@ async def join(*, topic: str, user, deliver: Deliver) -> str:
     """Register a connection of ``user`` in the topic group ``topic``; return the presence event (encoded).
 
     The event lists who is online, the joiner included; ``deliver`` then
-    receives the changes since, coalesced.
+    receives the changes since, coalesced (at the latest on the next tick).
     """
     local = _topic(topic)
     name = user.get_username()
@@ -135,7 +136,6 @@ async def join(*, topic: str, user, deliver: Deliver) -> str:
     if local.local[name] == 1:
         local.add(name)
         presence_peers.note(topic, name, True)
-        presence_diffs.schedule(local)
     registry.publish_soon()
     registry.ensure_beating()
     snapshot = local.current or await _joiner_snapshot(local)
@@ -143,7 +143,6 @@ async def join(*, topic: str, user, deliver: Deliver) -> str:
         local.listeners[deliver] = snapshot
         if snapshot is not local.current:
             local.behind = True
-            presence_diffs.schedule(local)
     return snapshot.text
 
 
@@ -156,7 +155,6 @@ def leave(*, topic: str, user, deliver: Deliver) -> None:
     name = user.get_username()
     if local.leave_local(name):
         presence_peers.note(topic, name, False)
-        presence_diffs.schedule(local)
     registry.publish_soon()
 
 

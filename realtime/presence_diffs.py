@@ -1,8 +1,10 @@
 """When and how a topic's presence listeners hear that its list changed: one ``presence_diff`` each.
 
-A change to a topic's list (realtime.presence: a connection here, a delta
-or a snapshot from another process) schedules its diffs: :data:`DIFF_DELAY`
-after the change, so the changes of a burst ride together, and at most one
+A change to a topic's list from another process (a delta or a snapshot,
+realtime.presence_peers) schedules its diffs, and so does each heartbeat
+tick for a topic still behind (this process's own joins and leaves, as
+they always went): :data:`DIFF_DELAY` later, so the changes of a burst
+ride together, and at most one
 round every :data:`DIFF_SECONDS` per topic (the wire contract: one a
 second), further apart when a round is costly (10,000 listeners), as the
 heartbeat is (realtime.registry.TICK_COST_FACTOR). One task per process
@@ -79,9 +81,8 @@ async def send(local: Any) -> None:
     """Tell each listener of the topic how it changed since it last heard (one encoding per baseline)."""
     if not local.behind or not local.listeners:
         return
-    started = time.perf_counter()
+    started, at = time.perf_counter(), time.monotonic()
     local.behind = False
-    local.sent_at = time.monotonic()
     current = local.snapshot()
     texts: dict[Any, str] = {}
     for deliver, seen in list(local.listeners.items()):
@@ -94,6 +95,7 @@ async def send(local: Any) -> None:
             text = texts[seen] = events.encode(diff) if joins or leaves else ""
         local.listeners[deliver] = current
         if text:
+            local.sent_at = at  # a round that told nobody anything (a joiner's own join) does not count
             with contextlib.suppress(Exception):
                 await deliver(text)
     local.send_seconds = time.perf_counter() - started

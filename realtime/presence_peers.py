@@ -143,7 +143,7 @@ def register_jobs() -> None:
 async def follow() -> None:
     """Subscribe to the deltas, start the heartbeat, and renew the membership once a tick (a job)."""
     await subscribe()
-    registry.ensure_beating()  # registered and reading the others' snapshots at once
+    registry.ensure_beating()  # registered, and reading the others' snapshots, from the start
     while True:
         await asyncio.sleep(registry.tick_seconds())
         await subscribe()

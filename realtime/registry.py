@@ -9,8 +9,8 @@ snapshot and its connection slots stop counting, so they fade out instead
 of haunting the cluster. On the in-process bus there is no other process,
 and nothing is written.
 
-One heartbeat per event loop (:func:`ensure_beating`) runs at once, then
-once a tick (:func:`tick_seconds`; less often when a tick is costly, see
+One heartbeat per event loop (:func:`ensure_beating`) runs once a tick
+(:func:`tick_seconds`; less often when a tick is costly, see
 :data:`TICK_COST_FACTOR`): it
 renews the entry with the snapshot when that changed or a third of the TTL
 went by, then runs what other modules hooked onto it. The registry knows
@@ -167,8 +167,8 @@ async def _publish(store: stores.Store) -> None:
 
 
 async def _beat() -> None:
-    """At once, then once a tick: publish this process's snapshot when due, then run the ``on_tick`` hooks."""
-    interval = 0.0  # at once: a process starting registers and reads the others before its first tick
+    """Once a tick: publish this process's snapshot when due, then run the ``on_tick`` hooks."""
+    interval = tick_seconds()
     while True:
         await asyncio.sleep(interval)
         started = time.perf_counter()
