@@ -187,7 +187,7 @@ RELAY_RECONNECTS = Counter(
 )
 PRESENCE_TICK = Histogram(
     "realtime_presence_tick_seconds",
-    "Duration of one presence tick (snapshot, others' snapshots, diffs sent).",
+    "Duration of one presence tick (snapshot written, others' snapshots read).",
     buckets=(0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, float("inf")),
 )
 

@@ -2,20 +2,18 @@
 
 Presence is keyed by a topic's group (realtime.topics), whatever its kind.
 
-Each server process keeps its own connections in memory. On a shared bus
-(Redis or PostgreSQL) it publishes who it holds in each topic in its
-snapshot in the registry of live processes (realtime.registry), so the
-entries of a crashed process fade out instead of haunting the list. On the
-in-process bus there is no other process to tell, so nothing is written or
-read. Once a heartbeat tick, each
-process reads the other processes' snapshots, compares the list of each
-topic it serves with what its listeners last saw and sends them one
-``presence_diff``: changes are coalesced, and a user's second tab joining
-or leaving changes nothing.
+Each server process keeps its own connections in memory; on a shared bus
+(Redis or PostgreSQL) the processes tell each other their changes as
+deltas on the bus, repaired by the registry's snapshots
+(realtime.presence_peers). Each topic's listeners get one ``presence_diff``
+from what each last saw, coalesced (realtime.presence_diffs): soon after
+another process's change arrives, and once a heartbeat tick for what is
+still due (this process's own joins and leaves); a user's second tab
+joining or leaving changes nothing.
 
 Nothing here is O(topic size) per connection. Each topic counts, per
-username, the sources that list it (this process, each other process), updated as
-connections come and go and as snapshots are read; a join that changes who
+username, the sources that list it (this process, each other process),
+updated as connections, deltas and snapshots come; a join that changes who
 is online costs one sorted insert. The full list a joiner receives is
 encoded once per batch of joins and shared: during a burst of joins, a
 joiner waits for the next encoding, which comes :data:`BATCH_COST_FACTOR`
@@ -28,18 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
-import json
-import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from . import events, registry, stores
+from . import events, presence_diffs, presence_peers, registry
 from .process import process
-
-logger = logging.getLogger(__name__)
 
 # During a burst of joins, a topic's list is encoded again only this many times
 # its last encoding's duration after it (10,000 online: roughly every 50 ms here).
@@ -74,6 +67,9 @@ class _Topic:
     built_at: float = float("-inf")
     build_seconds: float = 0.0  # how long the last snapshot took to build
     batch: list[asyncio.Future] | None = None  # joiners waiting for the next snapshot
+    sent_at: float = float("-inf")  # the last diffs sent to its listeners (realtime.presence_diffs)
+    send_seconds: float = 0.0  # how long sending them took
+    flush: asyncio.TimerHandle | None = None  # the diffs scheduled
 
     def add(self, name: str) -> None:
         """Count one more source listing ``name``."""
@@ -92,14 +88,15 @@ class _Topic:
         del self.names[bisect.bisect_left(self.names, name)]
         self.current, self.behind = None, True
 
-    def leave_local(self, name: str) -> None:
-        """Count one connection of ``name`` less here; after its last, this process lists it no more."""
+    def leave_local(self, name: str) -> bool:
+        """Count one connection of ``name`` less here; return whether it was its last (then unlisted)."""
         left = self.local[name] - 1
         if left > 0:
             self.local[name] = left
-            return
+            return False
         self.local.pop(name, None)
         self.remove(name)
+        return True
 
     def snapshot(self) -> _Snapshot:
         """Return the current snapshot, encoding it if it changed."""
@@ -118,11 +115,9 @@ class _Topic:
 
 @dataclass
 class _Presence:
-    """This process's presence: its topics, and the other processes' snapshots last read."""
+    """This process's presence: its topics (the other processes' lists: realtime.presence_peers)."""
 
     topics: dict[str, _Topic] = field(default_factory=dict)
-    others: dict = field(default_factory=dict)  # other processes' snapshots, last read
-    others_raw: dict = field(default_factory=dict)  # the same, as read (JSON), to skip parsing
 
 
 process.declare("presence", _Presence)
@@ -132,7 +127,7 @@ async def join(*, topic: str, user, deliver: Deliver) -> str:
     """Register a connection of ``user`` in the topic group ``topic``; return the presence event (encoded).
 
     The event lists who is online, the joiner included; ``deliver`` then
-    receives the changes since, once a tick.
+    receives the changes since, coalesced (at the latest on the next tick).
     """
     local = _topic(topic)
     name = user.get_username()
@@ -140,6 +135,7 @@ async def join(*, topic: str, user, deliver: Deliver) -> str:
     local.local[name] += 1
     if local.local[name] == 1:
         local.add(name)
+        presence_peers.note(topic, name, True)
     registry.publish_soon()
     registry.ensure_beating()
     snapshot = local.current or await _joiner_snapshot(local)
@@ -156,20 +152,22 @@ def leave(*, topic: str, user, deliver: Deliver) -> None:
     if local is None or deliver not in local.listeners:
         return
     del local.listeners[deliver]
-    local.leave_local(user.get_username())
+    name = user.get_username()
+    if local.leave_local(name):
+        presence_peers.note(topic, name, False)
     registry.publish_soon()
 
 
 async def topic_users(topic: str) -> list[str]:
     """Return the usernames online in the topic group ``topic`` across all processes."""
-    await _refresh_others()
+    await presence_peers.refresh()
     local = process.presence.topics.get(topic)
     return list(local.names) if local else []
 
 
 async def online_counts(kind: str) -> dict[str, int]:
     """Return the number of users online per key of the topics of ``kind``, across all processes."""
-    await _refresh_others()
+    await presence_peers.refresh()
     prefix = f"{kind}."
     return {
         group.removeprefix(prefix): len(local.online)
@@ -215,75 +213,33 @@ def _local_topics() -> dict[str, list[str]]:
     return {topic: sorted(local.local) for topic, local in process.presence.topics.items() if local.local}
 
 
-def _apply_others(others: dict) -> None:
-    """Take the other processes' snapshots just read into each topic's counts."""
-    state = process.presence
-    before = state.others
-    for pid in set(before) | set(others):
-        old, new = before.get(pid, {}).get("topics", {}), others.get(pid, {}).get("topics", {})
-        if old == new:
-            continue
-        for topic in set(old) | set(new):
-            was, now = set(old.get(topic, ())), set(new.get(topic, ()))
-            if was == now:
-                continue
-            local = _topic(topic)
-            for name in now - was:
-                local.add(name)
-            for name in was - now:
-                local.remove(name)
-    state.others = others
-
-
-async def _refresh_others() -> None:
-    """Read the snapshots of the other live processes from the store (kept as they were if it is down)."""
-    store = stores.current()
-    if store is None:
-        return  # nobody else can write to this process's memory
-    try:
-        raw = await store.others(process_id=registry.PROCESS_ID)
-    except store.errors as exc:
-        logger.warning("presence store unavailable, using the last snapshots read: %s", exc)
-        return
-    state = process.presence
-    before, parsed = state.others_raw, state.others
-    # Parse only what changed since the last read (a big snapshot is costly to decode).
-    others = {pid: parsed[pid] if before.get(pid) == text else json.loads(text) for pid, text in raw.items()}
-    state.others_raw = raw
-    _apply_others(others)
+def _peer_changed(topic: str, added: set[str], removed: set[str]) -> None:
+    """Take another process's change to a topic's list into its counts; its listeners hear soon."""
+    local = _topic(topic)
+    for name in added:
+        local.add(name)
+    for name in removed:
+        local.remove(name)
+    presence_diffs.schedule(local)
 
 
 async def _send_diffs() -> None:
-    """Tell each listener how its topic changed since it last heard (one encoding per baseline)."""
+    """Once a tick: drop idle topics, and schedule the diffs that no change scheduled (a backstop)."""
     topics = process.presence.topics
     for topic, local in list(topics.items()):
         if local.idle():
+            presence_diffs.cancel(local)
             del topics[topic]
-            continue
-        if not local.behind or not local.listeners:
-            continue
-        local.behind = False
-        current = local.snapshot()
-        texts: dict[_Snapshot, str] = {}
-        for deliver, seen in list(local.listeners.items()):
-            if seen is None or seen is current or local.listeners.get(deliver) is not seen:
-                continue
-            text = texts.get(seen)
-            if text is None:
-                joins, leaves = current.users - seen.users, seen.users - current.users
-                diff = events.presence_diff(joins=list(joins), leaves=list(leaves))
-                text = texts[seen] = events.encode(diff) if joins or leaves else ""
-            local.listeners[deliver] = current
-            if text:
-                with contextlib.suppress(Exception):
-                    await deliver(text)
+        elif local.behind:
+            presence_diffs.schedule(local)
 
 
 async def _tick() -> None:
-    """Once a heartbeat tick: read the other processes' snapshots, then tell each listener what changed."""
-    await _refresh_others()
+    """Once a heartbeat tick: repair from the other processes' snapshots, send the diffs still due."""
+    await presence_peers.refresh()
     await _send_diffs()
 
 
 registry.snapshot_part("topics", _local_topics)
 registry.on_tick(_tick)
+presence_peers.on_change(_peer_changed)

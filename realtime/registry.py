@@ -10,11 +10,13 @@ of haunting the cluster. On the in-process bus there is no other process,
 and nothing is written.
 
 One heartbeat per event loop (:func:`ensure_beating`) runs once a tick
-(less often when a tick is costly, see :data:`TICK_COST_FACTOR`): it
+(:func:`tick_seconds`; less often when a tick is costly, see
+:data:`TICK_COST_FACTOR`): it
 renews the entry with the snapshot when that changed or a third of the TTL
 went by, then runs what other modules hooked onto it. The registry knows
 none of them: realtime.presence adds its part of the snapshot and reads
-the others' each tick; realtime.slots repairs its counts in the store, and
+the others' each tick (its changes travel as deltas on the bus meanwhile,
+realtime.presence_peers); realtime.slots repairs its counts in the store, and
 hears when the store lost this process's entry (and maybe its slots with it).
 """
 
@@ -32,13 +34,23 @@ from typing import Any
 from django.conf import settings
 
 from . import metrics, stores
+from .appsettings import app_setting
 from .process import process
 
 logger = logging.getLogger(__name__)
 
 PROCESS_ID = uuid.uuid4().hex
-TICK_SECONDS = 1.0  # at least; see TICK_COST_FACTOR
+TICK_SECONDS = 1.0  # at least, unless REALTIME_HEARTBEAT_SECONDS says otherwise; see TICK_COST_FACTOR
 TICK_COST_FACTOR = 10
+
+
+def tick_seconds() -> float:
+    """Return the shortest time between ticks: ``REALTIME_HEARTBEAT_SECONDS``, else :data:`TICK_SECONDS`.
+
+    At most a third of the TTL: entries are renewed on ticks only, and must not expire between two.
+    """
+    wanted = float(app_setting("REALTIME_HEARTBEAT_SECONDS", 0.0)) or TICK_SECONDS
+    return min(wanted, ttl() / 3)
 
 
 def ttl() -> int:
@@ -138,7 +150,7 @@ async def _publish(store: stores.Store) -> None:
     """Renew this process's entry and snapshot in ``store`` when due, then run the ``on_published`` hooks."""
     state = process.registry
     # Heartbeat at a third of the TTL, so one missed beat expires nothing.
-    heartbeat_due = time.time() - state.last_heartbeat > settings.REALTIME_PRESENCE_TTL / 3
+    heartbeat_due = time.time() - state.last_heartbeat > ttl() / 3
     try:
         if state.changed or heartbeat_due:
             state.changed = False
@@ -156,7 +168,7 @@ async def _publish(store: stores.Store) -> None:
 
 async def _beat() -> None:
     """Once a tick: publish this process's snapshot when due, then run the ``on_tick`` hooks."""
-    interval = TICK_SECONDS
+    interval = tick_seconds()
     while True:
         await asyncio.sleep(interval)
         started = time.perf_counter()
@@ -172,4 +184,4 @@ async def _beat() -> None:
         # ones, so the heartbeat never takes more than about 1/TICK_COST_FACTOR of the process.
         elapsed = time.perf_counter() - started
         metrics.presence_tick(elapsed)
-        interval = max(TICK_SECONDS, elapsed * TICK_COST_FACTOR)
+        interval = max(tick_seconds(), elapsed * TICK_COST_FACTOR)

@@ -20,15 +20,16 @@ pytestmark = pytest.mark.slow
 
 REDIS_URL = "redis://127.0.0.1:6379/12"
 DOOMED_REDIS_URL = "redis://127.0.0.1:6379/11"
+SLOW_TICK_REDIS_URL = "redis://127.0.0.1:6379/5"
 
 
-def start_cluster(tmp_path, redis_url: str) -> tuple[LiveServer, LiveServer]:
+def start_cluster(tmp_path, redis_url: str, **env: str) -> tuple[LiveServer, LiveServer]:
     """Start two Daphne processes sharing one database and one Redis database (flushed)."""
     try:
         redis.Redis.from_url(redis_url).flushdb()
     except redis.ConnectionError as exc:
         pytest.fail(f"Redis at {redis_url} is needed for the cluster tests and is not reachable: {exc}")
-    a = make_live_server(tmp_path, REDIS_URL=redis_url, REALTIME_PRESENCE_TTL="3")
+    a = make_live_server(tmp_path, REDIS_URL=redis_url, **{"REALTIME_PRESENCE_TTL": "3", **env})
     port = free_port()
     b = replace(
         a, url=f"http://127.0.0.1:{port}", port=port, log_path=tmp_path / "daphne-b.log", process=None
@@ -59,6 +60,16 @@ def doomed_cluster(tmp_path):
     servers = start_cluster(tmp_path, DOOMED_REDIS_URL)
     yield servers
     stop_cluster(servers, DOOMED_REDIS_URL)
+
+
+@pytest.fixture
+def slow_tick_cluster(tmp_path):
+    """Two processes whose heartbeat ticks every 30 s: between ticks, presence crosses as deltas only."""
+    servers = start_cluster(
+        tmp_path, SLOW_TICK_REDIS_URL, REALTIME_HEARTBEAT_SECONDS="30", REALTIME_PRESENCE_TTL="90"
+    )
+    yield servers
+    stop_cluster(servers, SLOW_TICK_REDIS_URL)
 
 
 def new_room() -> str:
@@ -152,6 +163,21 @@ async def test_presence_on_a_lists_a_user_connected_to_b(cluster):
             return await presence_on(a, alice, room) == []
 
         await eventually(nobody_on_a)
+
+
+async def test_a_join_and_a_leave_on_a_reach_b_between_heartbeat_ticks(slow_tick_cluster):
+    a, b = slow_tick_cluster
+    room = new_room()
+    async with login(b.url, "bob") as bob, login(a.url, "alice") as alice:
+        watcher = await connect(b, bob, room)
+        ws = await connect(a, alice, room)
+        # Well before B's next tick (30 s): the join came on the bus, not by A's snapshot.
+        diff = await next_of_type(watcher, "presence_diff", timeout=10)
+        assert diff == {"type": "presence_diff", "joins": ["alice"], "leaves": []}
+        await ws.close()
+        diff = await next_of_type(watcher, "presence_diff", timeout=10)
+        assert diff == {"type": "presence_diff", "joins": [], "leaves": ["alice"]}
+        await watcher.close()
 
 
 async def test_presence_forgets_the_users_of_a_killed_process(doomed_cluster):

@@ -125,6 +125,31 @@ async def test_a_user_joining_on_one_process_is_seen_on_the_other_within_a_coupl
         await on_a.close()
 
 
+async def test_joins_and_leaves_cross_processes_as_deltas_between_heartbeat_ticks(tmp_path):
+    # Ticks 30 s apart: a change seen on the other process within 10 s came as a delta on the bus.
+    a, b = pg_cluster.prepare(
+        tmp_path, app=ECHO_APP, REALTIME_HEARTBEAT_SECONDS="30", REALTIME_PRESENCE_TTL="90"
+    )
+    await pg_cluster.start_all((a, b))
+    topic = new_topic()
+    try:
+        async with login(a.url, "alice") as alice, login(b.url, "bob") as bob, login(b.url, "admin") as admin:
+            on_b = Watcher(await handshake(b, bob, topic))
+            await on_b.until({"bob"})
+            on_a = Watcher(await handshake(a, alice, topic))
+            await on_b.until({"alice", "bob"})
+            await on_a.until({"alice", "bob"})
+            admin_on_b = await handshake(b, admin, topic)
+            await on_a.until({"admin", "alice", "bob"})
+            await admin_on_b.close()
+            await on_a.until({"alice", "bob"})
+            await on_a.close()
+            await on_b.until({"bob"})
+            await on_b.close()
+    finally:
+        pg_cluster.stop_all((a, b))
+
+
 async def test_a_killed_processs_slots_and_presence_fade_from_the_other(tmp_path):
     a, b = pg_cluster.prepare(
         tmp_path, app=ECHO_APP, REALTIME_PRESENCE_TTL="2", REALTIME_MAX_CONNECTIONS_PER_USER="3"
