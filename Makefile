@@ -184,13 +184,14 @@ test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 ## bench: the fan-out benchmark (bench/README.md); BENCH_ARGS=--quick for a smoke run
+# The first run ends with the targets against the bare server and the past-capacity block.
 # The second run and metrics_cost.py are the cost of the metrics: with and without them, in turns.
 bench: setup
 	npm ci --no-audit --no-fund --prefix bench/client
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/run.py --servers realtime-uvicorn-nometrics,realtime-uvicorn --repeat 3 \
-		--compare realtime-uvicorn-nometrics,realtime-uvicorn --out bench/results/metrics.md $(BENCH_ARGS)
+		--scenarios saturation-100,rate-1000,rate-5000,idle-10000 --compare realtime-uvicorn-nometrics,realtime-uvicorn --out bench/results/metrics.md $(BENCH_ARGS)
 	$(BIN)/python bench/metrics_cost.py
 	$(BIN)/python bench/upload_memory.py
 

@@ -31,6 +31,7 @@ import cluster  # noqa: E402
 import compare  # noqa: E402
 import profiles  # noqa: E402
 import servers  # noqa: E402
+import targets  # noqa: E402
 from servers import BENCH, KINDS, ROOT, Kind, Server  # noqa: E402
 from sessions import USERNAME_PREFIX, login_via_form  # noqa: E402
 
@@ -63,6 +64,9 @@ class Scenario:
     window: int = 4
     drain: float = 5.0
     connect_timeout: float = 180.0
+    # When set, the default run (no --scenarios) measures only these servers: a long run
+    # whose other rows would add minutes to make bench and little news.
+    servers: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """Return a short human description."""
@@ -81,10 +85,15 @@ SCENARIOS = [
     Scenario("saturation-100", 100, "saturation", duration=10),
     Scenario("rate-1000", 1000, "rate", duration=15),
     Scenario("rate-5000", 5000, "rate", duration=15),
+    # Past capacity: 1.5x rate-5000's 50,000 deliveries/s, on the same 5,000 connections
+    # (bench/README.md, Past capacity, says why this shape).
+    Scenario("overload-5000", 5000, "rate", rate=15.0, duration=15, servers=("bare", "realtime-uvicorn")),
     Scenario("idle-10000", 10000, "idle", settle=5, connect_timeout=240),
 ]
+# Runs whose rows also go to the past-capacity block.
+OVERLOAD = {"overload-5000"}
 _QUICK = {"clients": 50, "duration": 1.5, "drain": 1, "connect_timeout": 20, "settle": 0.3}
-QUICK = {"saturation-100": _QUICK, "rate-1000": _QUICK, "rate-5000": _QUICK, "idle-10000": _QUICK}
+QUICK = {s.name: _QUICK for s in SCENARIOS}
 # A server "collapses" when a run of this size or more loses this much or
 # times out; its larger scenarios are then skipped instead of hanging.
 COLLAPSE_MIN_CLIENTS = 1000
@@ -334,8 +343,10 @@ def table_row(row: dict, bare_rate: float | None) -> list[str]:
         notes.append(f"Redis CPU {server['redis_cpu_s']:.1f} s")
     if server.get("db_cpu_s") is not None:
         notes.append(f"PostgreSQL CPU {server['db_cpu_s']:.1f} s")
-    if client.get("closed_after_open"):
-        notes.append(f"{client['closed_after_open']} closed by server")
+    if client.get("closed_1013"):
+        notes.append(f"{client['closed_1013']:,} closed 1013, {client.get('resumed', 0):,} resumed")
+    if client.get("closed_after_open", 0) > client.get("closed_1013", 0):
+        notes.append(f"{client['closed_after_open'] - client.get('closed_1013', 0)} closed by server")
     if client.get("handshakes_not_attempted"):
         notes.append(f"{client['handshakes_not_attempted']:,} not attempted (connect time limit)")
     if client.get("handshake_failures"):
@@ -380,6 +391,9 @@ def markdown(rows: list[dict], scenarios: list[Scenario], command: str, started:
     for row in rows:
         cells = table_row(row, bare.get(row["scenario"]))
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    for block in (targets.target_table(rows), targets.overload_table(rows, OVERLOAD)):
+        if block:
+            lines += ["", block.rstrip("\n")]
     lines += ["", "Scenarios:"]
     lines += [f"- `{s.name}`: {s.describe()}" for s in scenarios]
     lines += ["", "Servers:"]
@@ -418,7 +432,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--servers", default=",".join(DEFAULT_SERVERS), help=f"comma list of {', '.join(KINDS)}"
     )
-    parser.add_argument("--scenarios", default=",".join(s.name for s in SCENARIOS), help="comma list")
+    parser.add_argument(
+        "--scenarios",
+        help=f"comma list of {', '.join(s.name for s in SCENARIOS)} (default: all; "
+        "then overload-5000 runs only for bare and realtime-uvicorn)",
+    )
     parser.add_argument("--clients", type=int, help="override the number of clients of every scenario")
     parser.add_argument("--duration", type=float, help="override the seconds of sending")
     parser.add_argument("--rate", type=float, help="override the offered rate of rate scenarios (msg/s)")
@@ -453,12 +471,14 @@ def select_scenarios(args: argparse.Namespace) -> list[Scenario]:
     """Return the scenarios asked for, with --quick and the overrides applied."""
     by_name = {s.name: s for s in SCENARIOS}
     chosen = []
-    for name in args.scenarios.split(","):
+    for name in (args.scenarios or ",".join(by_name)).split(","):
         if name not in by_name:
             raise SystemExit(f"unknown scenario {name!r}; known: {', '.join(by_name)}")
         scenario = by_name[name]
         if args.quick:
             scenario = replace(scenario, **QUICK[name])
+        if args.scenarios:  # named: every server asked for runs it
+            scenario = replace(scenario, servers=())
         overrides = {"clients": args.clients, "duration": args.duration}
         if scenario.mode == "rate":
             overrides["rate"] = args.rate
@@ -505,6 +525,8 @@ def main() -> None:
         for run in range(args.repeat):
             # Alternate the order (A B, B A, ...) so a drift of the machine favours neither.
             for kind in kinds if run % 2 == 0 else kinds[::-1]:
+                if scenario.servers and kind.name not in scenario.servers:
+                    continue
                 if kind.name in collapsed_at and not args.no_skip:
                     if run == 0:
                         skipped = f"skipped: collapsed at {collapsed_at[kind.name]}"

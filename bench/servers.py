@@ -65,6 +65,7 @@ class Kind:
     bus: str = "redis"  # with processes: "redis" (REDIS_URL), or "postgres" (REALTIME_BUS=postgres, no Redis)
     ws: str = "websockets-sansio"  # uvicorn's --ws for the project's uvicorn kinds
     metrics: bool = True  # False: REALTIME_METRICS=0, the project records no metrics
+    settings: tuple[tuple[str, str], ...] = ()  # more environment: (name, value) pairs
 
     def command(self, port: int) -> list[str]:
         """Return the command line that serves on ``port``."""
@@ -100,6 +101,7 @@ class Kind:
             env["REALTIME_BUS"] = self.bus
         if not self.metrics:
             env["REALTIME_METRICS"] = "0"
+        env.update(self.settings)
         if self.django:
             env["DJANGO_SETTINGS_MODULE"] = self.django
         if isinstance(database, str):
@@ -139,6 +141,13 @@ KINDS = {
             "project.settings",
             True,
             metrics=False,
+        ),
+        Kind(
+            "realtime-uvicorn-nolag",
+            "`realtime-uvicorn` with REALTIME_MAX_DELIVERY_LAG=0: readers shed by queue length only",
+            "project.settings",
+            True,
+            settings=(("REALTIME_MAX_DELIVERY_LAG", "0"),),
         ),
         Kind(
             "realtime-uvicorn-websockets",

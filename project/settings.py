@@ -198,6 +198,12 @@ REALTIME_BUS_RETENTION_SECONDS = float(os.environ.get("REALTIME_BUS_RETENTION_SE
 REALTIME_BUS_POLL_SECONDS = float(os.environ.get("REALTIME_BUS_POLL_SECONDS", "0.2"))
 
 
+# A socket whose oldest undelivered event waited longer than this (seconds) is closed with
+# 1013 and resumes by replay, as one past the queue's capacity is (docs/contract.md);
+# 0 turns the time bound off. The figures behind the default are in bench/README.md.
+REALTIME_MAX_DELIVERY_LAG = float(os.environ.get("REALTIME_MAX_DELIVERY_LAG", "5"))
+
+
 def redis_channel_layer(url: str) -> dict:
     """Return the CHANNEL_LAYERS entry for channels_redis on ``url``."""
     return {
@@ -211,6 +217,7 @@ def redis_channel_layer(url: str) -> dict:
             "hosts": [{"address": url, "socket_timeout": 15, "socket_connect_timeout": 3}],
             "capacity": 1000,
             "expiry": 60,
+            "max_lag": REALTIME_MAX_DELIVERY_LAG,
         },
     }
 
@@ -223,7 +230,7 @@ elif REALTIME_BUS == "postgres":
             # The in-process layer for this process's sockets; group_send writes a
             # row of the event table that every process reads (realtime/pgbus.py).
             "BACKEND": "realtime.pgbus.PostgresBusChannelLayer",
-            "CONFIG": {"capacity": 1000, "expiry": 60},
+            "CONFIG": {"capacity": 1000, "expiry": 60, "max_lag": REALTIME_MAX_DELIVERY_LAG},
         }
     }
 else:
@@ -232,7 +239,7 @@ else:
             # Drop-in for channels.layers.InMemoryChannelLayer with O(1) work per
             # delivery and no silent loss (measured in bench/layer_microbench.py).
             "BACKEND": "realtime.layers.FastInMemoryChannelLayer",
-            "CONFIG": {"capacity": 1000, "expiry": 60},
+            "CONFIG": {"capacity": 1000, "expiry": 60, "max_lag": REALTIME_MAX_DELIVERY_LAG},
         }
     }
 if REDIS_URL:

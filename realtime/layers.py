@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 # The control message put into a member channel that overflowed in group_send:
 # its consumer should close (1013, try again later) and the client resume by replay.
 OVERFLOW = "realtime.overflow"
+_OVERFLOW_LOG = "Channel %s %s in group_send to %s: sent %s, dropping until it drains (overflow #%d)"
 
 
 class FastInMemoryChannelLayer(ChannelHousekeeping, InMemoryChannelLayer):
@@ -51,6 +52,9 @@ class FastInMemoryChannelLayer(ChannelHousekeeping, InMemoryChannelLayer):
       (``overflows``, ``channel_overflows``, ``dropped``), queues ONE
       ``{"type": OVERFLOW}`` past capacity, then drops group messages to that
       channel until it is below capacity. ``send`` still raises ``ChannelFull``.
+    * ``max_lag`` (seconds, 0 = off) bounds time in a queue likewise: past it,
+      ``OVERFLOW`` goes to the head (closed after the send in flight, not the
+      backlog) and group messages to that channel are dropped until it goes.
     * ``channel_capacity`` globs work (the stock layer never compiles them).
     * Times, join times in ``groups`` included, are ``time.monotonic()`` values.
     * Extensions for direct delivery: :meth:`attach`, :meth:`detach`,
@@ -63,9 +67,11 @@ class FastInMemoryChannelLayer(ChannelHousekeeping, InMemoryChannelLayer):
         group_expiry: float = 86400,
         capacity: int = 100,
         channel_capacity: dict[Any, int] | None = None,
+        max_lag: float = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(expiry=expiry, group_expiry=group_expiry, capacity=capacity, **kwargs)
+        self.max_lag = max_lag
         self.channel_capacity = self.compile_capacities(channel_capacity or {})
         self.channels: dict[str, _Channel] = {}
         self.groups: dict[str, dict[str, float]] = {}  # group -> {channel: joined at}, insertion-ordered
@@ -263,24 +269,32 @@ class FastInMemoryChannelLayer(ChannelHousekeeping, InMemoryChannelLayer):
             evict.append(channel)  # an expired message means a dead consumer, as in the stock layer
             return False
         if state.overflowed:
-            if len(state.queue) >= state.capacity:
+            # Full, or told to close next (OVERFLOW at the head): what it would queue is never sent.
+            if len(state.queue) >= state.capacity or (state.queue and state.queue[0][1]["type"] == OVERFLOW):
                 self.dropped += 1
                 return False
             state.overflowed = False  # drained below capacity: the episode is over
         if len(state.queue) >= state.capacity:  # a new overflow episode
-            state.overflowed = True
-            self.overflows += 1
-            metrics.overflowed()
-            self.channel_overflows[channel] += 1
-            self.dropped += 1
-            logger.warning(
-                "Channel %s full in group_send to %s: sent %s, dropping until it drains (overflow #%d)",
-                channel,
-                group,
-                OVERFLOW,
-                self.channel_overflows[channel],
-            )
             # Past capacity on purpose: the consumer must learn that it fell behind.
-            self._push(state, {"type": OVERFLOW}, now)
+            self._overflow(channel, state, group, now, "full")
+            return False
+        # Queued at (expires - expiry): a reader slower than the rate sent falls behind in time
+        # long before its queue is full (at 10 events/s, 1,000 queued are 100 s late).
+        if self.max_lag and state.queue and state.queue[0][0] < now + self.expiry - self.max_lag:
+            self._overflow(channel, state, group, now, "behind")
             return False
         return True
+
+    def _overflow(self, channel: str, state: _Channel, group: str, now: float, why: str) -> None:
+        """Start an overflow episode: count it, tell the consumer (OVERFLOW) and drop this message."""
+        state.overflowed = True
+        self.overflows += 1
+        metrics.overflowed()
+        self.channel_overflows[channel] += 1
+        self.dropped += 1
+        logger.warning(_OVERFLOW_LOG, channel, why, group, OVERFLOW, self.channel_overflows[channel])
+        if why == "full":
+            self._push(state, {"type": OVERFLOW}, now)  # after what fitted, which it still gets
+        else:
+            # First (with the head's expiry: order kept): what is queued is late; replay resends it.
+            state.queue.appendleft((state.queue[0][0], {"type": OVERFLOW}))

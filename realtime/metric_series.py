@@ -147,7 +147,7 @@ DUPLICATES_SKIPPED = Counter(
 )
 OVERFLOWS = Counter(
     "realtime_slow_consumer_overflows_total",
-    "Connections that fell behind their queue's capacity (each is closed 1013 and resumes).",
+    "Connections that fell behind: queue past capacity, or oldest event past the lag bound (closed 1013).",
 )
 CLIENT_ERRORS = Counter(
     "realtime_client_errors_total",

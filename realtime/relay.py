@@ -65,13 +65,18 @@ class RedisRelayChannelLayer(BaseChannelLayer):
         capacity: int = 100,
         channel_capacity: dict | None = None,
         relay_capacity: int = 100_000,
+        max_lag: float = 0,
         **redis_options: Any,
     ) -> None:
         super().__init__(expiry=expiry, capacity=capacity, channel_capacity=channel_capacity)
         self.group_expiry = group_expiry
-        # Per socket: the in-process layer's capacity rules (close 1013 past them).
+        # Per socket: the in-process layer's capacity and lag rules (close 1013 past them).
         self.local = FastInMemoryChannelLayer(
-            expiry=expiry, group_expiry=group_expiry, capacity=capacity, channel_capacity=channel_capacity
+            expiry=expiry,
+            group_expiry=group_expiry,
+            capacity=capacity,
+            channel_capacity=channel_capacity,
+            max_lag=max_lag,
         )
         # Between processes: only relay channels receive, so their capacity is the whole backlog
         # of a process (Redis drops past it); large, and bounded in time by ``expiry``.

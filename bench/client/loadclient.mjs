@@ -38,6 +38,8 @@ const cfg = {
   waitForRunner: false,
   sessions: [], // session keys, one per client (none: no cookie)
   urls: [], // room URLs, one per server process: client i uses urls[i % urls.length]
+  resume: true, // closed with 1013 while sending or draining: reconnect with ?after=<last id>, as the contract says
+  resumeDelay: 0.5, // seconds before reconnecting ("a little later"), plus up to as much again at random
   ...JSON.parse(readFileSync(process.argv[2], 'utf8')),
 };
 if (cfg.url) cfg.urls = [cfg.url];
@@ -106,6 +108,10 @@ const stats = {
   deliveredInWindow: 0, // ... received while sending was on
   duplicatesOrReordered: 0,
   foreignMessages: 0, // message events whose text is not ours
+  closed1013: 0, // closed by the server with 1013 (fell behind) while sending or draining
+  resumed: 0, // ... and reconnected with ?after=<last id> (hello received again)
+  resumeFailed: 0, // ... whose reconnect failed
+  deliveredByReplay: 0, // unique deliveries that came in a resume's replay
 };
 const latency = new Samples();
 const handshakeTimes = new Samples();
@@ -116,6 +122,8 @@ const SENDERS = cfg.mode === 'idle' ? 0 : Math.min(cfg.senders, cfg.clients);
 const TYPE_RE = /^\{\s*"type"\s*:\s*"([a-z_]+)"/;
 const TEXT_RE = /"text"\s*:\s*"(\d+):(\d+):([\d.]+)"/;
 const CODE_RE = /"code"\s*:\s*"([a-z_]+)"/;
+const ID_RE = /"id"\s*:\s*(\d+)/;
+const LAST_ID_RE = /"last_id"\s*:\s*(\d+)/;
 
 const clients = [];
 const sent = new Int32Array(SENDERS); // messages sent per sender
@@ -143,6 +151,8 @@ function onMessage(client, data) {
     }
     const sender = Number(text[1]);
     const seq = Number(text[2]);
+    const id = ID_RE.exec(data.toString('latin1', 0, Math.min(data.length, 64)));
+    if (id) client.lastId = Math.max(client.lastId, Number(id[1]));
     if (sender >= SENDERS) {
       stats.foreignMessages += 1;
       return;
@@ -153,6 +163,7 @@ function onMessage(client, data) {
     }
     client.lastSeq[sender] = seq;
     stats.delivered += 1;
+    if (client.replaying) stats.deliveredByReplay += 1;
     lastDelivery = received;
     if (received <= sendEnd) stats.deliveredInWindow += 1;
     latency.push(received - Number(text[3]));
@@ -161,10 +172,18 @@ function onMessage(client, data) {
       if (cfg.mode === 'saturation') sendNext(client);
     }
   } else if (type === 'hello') {
+    const lastId = LAST_ID_RE.exec(data.toString());
+    if (!client.hello && lastId) client.lastId = Number(lastId[1]);
+    if (client.replaying === null) {
+      client.replaying = true; // a resume: what comes before presence is the replay
+      stats.resumed += 1;
+    }
     if (!client.hello) {
       client.hello = true;
       stats.hellos += 1;
     }
+  } else if (type === 'presence') {
+    client.replaying = false;
   } else if (type === 'error') {
     const code = CODE_RE.exec(data.toString());
     const name = code ? code[1] : 'unknown';
@@ -189,7 +208,15 @@ function connect(index) {
       skipUTF8Validation: true, // the client's CPU is not what is measured
     };
     if (cfg.localAddresses.length) options.localAddress = cfg.localAddresses[index % cfg.localAddresses.length];
-    const client = { index, ws: null, hello: false, open: false, lastSeq: new Int32Array(SENDERS).fill(-1) };
+    const client = {
+      index,
+      ws: null,
+      hello: false,
+      open: false,
+      lastSeq: new Int32Array(SENDERS).fill(-1),
+      lastId: 0,
+      replaying: false, // null: resuming, hello not yet in; true: replay until presence
+    };
     const started = now();
     let settled = false;
     const fail = (reason) => {
@@ -213,16 +240,56 @@ function connect(index) {
       request.destroy();
     });
     ws.on('error', (err) => fail(err.code || err.message.slice(0, 40)));
-    ws.on('close', () => {
+    ws.on('close', (code) => {
       if (client.open) {
-        client.open = false;
-        if (phase !== 'done') stats.closedAfterOpen += 1;
+        closed(client, code);
       } else {
         fail('closed');
       }
     });
     ws.on('message', (data) => onMessage(client, data));
   });
+}
+
+function closed(client, code) {
+  client.open = false;
+  if (phase !== 'done') stats.closedAfterOpen += 1;
+  if (code === 1013 && (phase === 'send' || phase === 'drain')) {
+    stats.closed1013 += 1;
+    if (cfg.resume) setTimeout(() => resume(client), cfg.resumeDelay * 1000 * (1 + Math.random()));
+  }
+}
+
+function resume(client) {
+  // The contract's way back after 1013: reconnect a little later, ask for what came after the last id.
+  if (phase === 'done') return;
+  const target = client.index % cfg.urls.length;
+  const headers = { Origin: ORIGINS[target] };
+  const session = cfg.sessions[client.index];
+  if (session) headers.Cookie = `sessionid=${session}`;
+  const options = { headers, perMessageDeflate: cfg.deflate, handshakeTimeout: cfg.handshakeTimeout * 1000, skipUTF8Validation: true };
+  if (cfg.localAddresses.length) options.localAddress = cfg.localAddresses[client.index % cfg.localAddresses.length];
+  const ws = new WebSocket(`${cfg.urls[target]}?after=${client.lastId}`, options);
+  client.ws = ws;
+  client.replaying = null;
+  ws.on('open', () => {
+    client.open = true;
+  });
+  let failed = false;
+  const fail = () => {
+    if (failed || client.open) return;
+    failed = true;
+    stats.resumeFailed += 1;
+  };
+  ws.on('unexpected-response', (request) => {
+    fail();
+    request.destroy();
+  });
+  ws.on('error', fail);
+  ws.on('close', (code) => {
+    if (client.open) closed(client, code); // else it never opened (resumeFailed, or an error)
+  });
+  ws.on('message', (data) => onMessage(client, data));
 }
 
 // -- sending ------------------------------------------------------------------
@@ -355,6 +422,12 @@ async function main() {
     expected_deliveries: expected,
     delivered: stats.delivered,
     delivered_in_window: stats.deliveredInWindow,
+    // Deliveries owed when sending stopped: the backlog the server (and the clients) held then.
+    backlog_at_send_end: expected - stats.deliveredInWindow,
+    closed_1013: stats.closed1013,
+    resumed: stats.resumed,
+    resume_failed: stats.resumeFailed,
+    delivered_by_replay: stats.deliveredByReplay,
     lost: expected - stats.delivered,
     loss_pct: expected ? (100 * (expected - stats.delivered)) / expected : null,
     offered_per_s: sendSeconds ? expected / sendSeconds : null,

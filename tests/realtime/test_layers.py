@@ -356,6 +356,35 @@ async def test_group_overflow_sends_one_control_message_and_drops_until_drained(
     assert fast.overflows == 1 and fast.dropped == 4
 
 
+async def test_a_member_behind_in_time_is_told_first_and_gets_nothing_more():
+    layer = FastInMemoryChannelLayer(capacity=100, max_lag=0.05)
+    await layer.group_add("room", "slow-chan")
+    await layer.group_add("room", "fast-chan")
+    for n in range(2):  # queued: far below capacity
+        await layer.group_send("room", {"type": "event", "n": n})
+        assert (await layer.receive("fast-chan"))["n"] == n  # this member reads at once
+    await asyncio.sleep(0.2)  # the head of the queue is now older than max_lag
+    for n in range(2, 5):
+        await layer.group_send("room", {"type": "event", "n": n})
+    # OVERFLOW first: the consumer closes after its send in flight, not after the backlog;
+    # nothing more is queued for it (the client resumes by replay).
+    queued = [message.get("n") for _, message in layer.channels["slow-chan"].queue]
+    assert queued == [None, 0, 1]
+    assert (layer.overflows, layer.channel_overflows["slow-chan"], layer.dropped) == (1, 1, 3)
+    # A member that reads keeps receiving everything.
+    assert [(await layer.receive("fast-chan"))["n"] for _ in range(3)] == [2, 3, 4]
+    await layer.flush()
+
+
+async def test_without_max_lag_an_old_queue_is_only_bounded_by_capacity(fast):
+    await fast.group_add("room", "slow-chan")
+    await fast.group_send("room", {"type": "event", "n": 0})
+    await asyncio.sleep(0.1)
+    await fast.group_send("room", {"type": "event", "n": 1})
+    assert [message["n"] for _, message in fast.channels["slow-chan"].queue] == [0, 1]
+    assert fast.overflows == 0
+
+
 async def test_each_overflow_episode_is_counted(fast):
     await fast.group_add("room", "slow-chan")
     for episode in (1, 2):
