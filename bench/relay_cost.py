@@ -69,8 +69,10 @@ async def run(events: int, concurrency: int) -> dict:
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     redis_used = redis_cpu(client) - redis_before
     for layer in layers:
-        for task in (layer._relay_task, layer._refresh_task):
+        tasks = (layer._relay_task, layer._refresh_task)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await layer.close_pools()
     return {"per_s": events / seconds, "cpu_us": 1e6 * cpu / events, "redis_us": 1e6 * redis_used / events}
 
