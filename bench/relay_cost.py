@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 import time
@@ -25,6 +26,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
+from project.settings import redis_channel_layer  # noqa: E402
 from realtime.relay import RedisRelayChannelLayer  # noqa: E402
 
 URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/9")
@@ -38,7 +40,9 @@ def redis_cpu(client: redis.Redis) -> float:
 
 async def run(events: int, concurrency: int) -> dict:
     """Publish ``events`` from one layer; return the figures once both layers received all."""
-    layers = [RedisRelayChannelLayer(hosts=[URL]) for _ in range(2)]
+    # The project's own Redis options (its socket timeout above the blocking pop's).
+    config = redis_channel_layer(URL)["CONFIG"]
+    layers = [RedisRelayChannelLayer(**config) for _ in range(2)]
     received = [0, 0]
     done = asyncio.Event()
 
@@ -65,7 +69,11 @@ async def run(events: int, concurrency: int) -> dict:
             await layers[0].group_send("bench", {"type": "realtime.event", "text": text, "id": n})
 
     await asyncio.gather(*(sender() for _ in range(concurrency)))
-    await asyncio.wait_for(done.wait(), 120)
+    try:
+        await asyncio.wait_for(done.wait(), 30)
+    except TimeoutError:
+        print("received", received)
+        raise
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     redis_used = redis_cpu(client) - redis_before
     for layer in layers:
@@ -83,6 +91,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=10)
     args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
     redis.Redis.from_url(URL).flushdb()
     result = asyncio.run(run(args.events, args.concurrency))
     print(
