@@ -41,7 +41,7 @@ from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
-from . import metrics
+from . import directsend, metrics
 from .codes import TRY_AGAIN_LATER
 from .events import DELIVER
 from .transport import FRAME
@@ -105,6 +105,8 @@ class SinkDeliveryConsumer(AsyncWebsocketConsumer):
         self.scope = scope
         self.base_send = send
         self.base_receive = receive
+        # uvicorn's sans-I/O protocol, when events can be written to it directly (realtime.directsend).
+        self._direct = directsend.target_of(send)
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.channel_name = await self.channel_layer.new_channel()
         self._sink = hasattr(self.channel_layer, "attach")
@@ -227,6 +229,8 @@ class SinkDeliveryConsumer(AsyncWebsocketConsumer):
     def _write(self, text: str) -> None:
         """Write to the socket now; if the transport is full, finish in a task and queue what follows."""
         try:
+            if self._direct is not None and directsend.write(self._direct, text):
+                return
             rest = send_eagerly(self.base_send, {"type": "websocket.send", "text": text})
         except Exception as exc:  # the client is gone (uvicorn: ClientDisconnected, an OSError)
             self._gone(exc)

@@ -1,0 +1,69 @@
+"""Write a published event's frame straight to uvicorn's sans-I/O WebSocket, framed once per event.
+
+An ASGI ``send`` per recipient runs a coroutine, waits on the protocol's
+``writable`` event, encodes the text to UTF-8 and builds the frame again for
+every socket, although a server's text frame (unmasked, no extension) is the
+same bytes for all of them. When the server is uvicorn's ``websockets-sansio``
+protocol (``make serve``) with no extension negotiated (:func:`target_of`),
+:func:`write` hands the frame, built once per event by the
+``websockets`` library itself, to the socket's transport, exactly what
+uvicorn's own ``send`` ends with. Own code beats the library's path here
+(bench/README.md has the figures). Whenever the protocol is not in the plain
+open state (paused by a slow reader, closing, a fragment pending, frames
+waiting, debug framing) the writer declines and the caller uses the ASGI
+``send``, which handles every one of those cases as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+try:  # uvicorn[standard] brings both; without them every socket uses the ASGI send
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    from websockets.frames import Frame, Opcode
+    from websockets.protocol import Side, State
+except ImportError:  # pragma: no cover - another server
+    WebSocketsSansIOProtocol = None
+
+# The last text framed, and its frame: a publish offers the same str to every subscriber in a
+# row, so one entry is enough and nothing is kept per socket.
+_last: tuple[str | None, bytes] = (None, b"")
+
+
+def frame_of(text: str) -> bytes:
+    """Return the unmasked, uncompressed text frame of ``text``, built once for a run of recipients."""
+    global _last
+    last_text, frame = _last
+    if last_text is not text:
+        frame = Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
+        _last = (text, frame)
+    return frame
+
+
+def target_of(send: Callable) -> object | None:
+    """Return the protocol behind ASGI ``send`` when :func:`write` can reach it, else None."""
+    protocol = getattr(send, "__self__", None)
+    if WebSocketsSansIOProtocol is None or not isinstance(protocol, WebSocketsSansIOProtocol):
+        return None
+    return protocol
+
+
+def write(protocol, text: str) -> bool:
+    """Write ``text`` to ``protocol`` as one frame now and return True; False if the ASGI send must."""
+    conn = protocol.conn
+    if (
+        protocol.disconnected
+        or protocol.close_sent
+        or not protocol.handshake_complete
+        or protocol.initial_response is not None
+        or not protocol.writable.is_set()
+        or conn.state is not State.OPEN
+        or conn.side is not Side.SERVER
+        or conn.extensions
+        or conn.expect_continuation_frame
+        or conn.writes
+        or conn.debug
+    ):
+        return False
+    protocol.transport.write(frame_of(text))
+    return True
