@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict
 
 import pytest
-from playwright.async_api import expect
+from playwright.async_api import Page, expect
 
 from tests.browser import Stall, StallingProxy, check_layout
 from tests.conftest import LiveServer, make_live_server
@@ -51,6 +52,25 @@ async def test_the_page_of_a_topic_fits_a_laptop_and_a_phone(logged_in_page, tmp
     await check_layout(page, "echo", tmp_path)
 
 
+async def stalls_then_catches_up(
+    page: Page, ws, stall: Callable[[], None], restore: Callable[[], None], shown: str
+):
+    """Stall the page's stream while ``ws`` says two things: reconnecting within 5 s, then both in order."""
+    status = page.locator("#status")
+    stall()
+    cut_at = time.monotonic()
+    await expect(status).to_have_attribute("data-state", "reconnecting", timeout=5_000)
+    assert time.monotonic() - cut_at < 5, "the stall showed too late"
+    for text in ("during 1", "during 2"):
+        await send_json(ws, {"type": "say", "text": text})
+
+    restore()
+    await expect(status).to_have_attribute("data-state", "live", timeout=20_000)
+    await expect(status).to_contain_text(shown)
+    # Caught up after the newest id the page held: each missed event once, in order.
+    await expect(page.locator("#said li")).to_have_text(["before", "during 1", "during 2"])
+
+
 async def test_a_stalled_websocket_shows_reconnecting_within_5_s_and_catches_up(logged_in_page, live_server):
     page = await logged_in_page("alice")
     stall = Stall()
@@ -70,18 +90,10 @@ async def test_a_stalled_websocket_shows_reconnecting_within_5_s_and_catches_up(
         await expect(status).to_have_attribute("data-state", "live")
         assert stall.connected == 1, "a quiet socket was replaced"
 
-        stall.cut = True
-        cut_at = time.monotonic()
-        await expect(status).to_have_attribute("data-state", "reconnecting", timeout=5_000)
-        assert time.monotonic() - cut_at < 5, "the stall showed too late"
-        for text in ("during 1", "during 2"):
-            await send_json(ws, {"type": "say", "text": text})
+        def cut() -> None:
+            stall.cut = True
 
-        stall.restore()
-        await expect(status).to_have_attribute("data-state", "live", timeout=20_000)
-        await expect(status).to_contain_text("WebSocket")
-        # Caught up after the newest id the page held: each missed event once, in order.
-        await expect(page.locator("#said li")).to_have_text(["before", "during 1", "during 2"])
+        await stalls_then_catches_up(page, ws, cut, stall.restore, "WebSocket")
         assert stall.connected >= 2
 
 
@@ -106,16 +118,5 @@ async def test_a_stalled_sse_stream_shows_reconnecting_within_5_s_and_catches_up
             await expect(status).to_have_attribute("data-state", "live")
             assert len(streams) == 1, f"a quiet stream was replaced: {streams}"
 
-            proxy.stall()
-            cut_at = time.monotonic()
-            await expect(status).to_have_attribute("data-state", "reconnecting", timeout=5_000)
-            assert time.monotonic() - cut_at < 5, "the stall showed too late"
-            for text in ("during 1", "during 2"):
-                await send_json(ws, {"type": "say", "text": text})
-
-            proxy.restore()
-            await expect(status).to_have_attribute("data-state", "live", timeout=20_000)
-            await expect(status).to_contain_text("SSE")
-            # Caught up after the newest id the page held: each missed event once, in order.
-            await expect(page.locator("#said li")).to_have_text(["before", "during 1", "during 2"])
+            await stalls_then_catches_up(page, ws, proxy.stall, proxy.restore, "SSE")
             assert len(streams) >= 2

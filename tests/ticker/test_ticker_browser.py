@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 
 import pytest
 from playwright.async_api import Page, expect
@@ -100,6 +101,31 @@ async def test_dashboard_draws_sparklines_flashes_moves_and_shows_the_time(logge
     await check_layout(page, "ticker", tmp_path)
 
 
+async def stalls_then_catches_up(
+    page: Page, stall: Callable[[], None], restore: Callable[[], None], shown: str, shot
+):
+    """Stall the page's stream: it shows reconnecting within 5 s, then live again with the latest prices."""
+    status, seq = page.locator("#status"), page.locator("#ticker-seq")
+    stall()
+    cut_at = time.monotonic()
+    await expect(status).to_have_attribute("data-state", "reconnecting", timeout=5_000)
+    assert time.monotonic() - cut_at < 5, "the stall showed too late"
+    frozen = int(await seq.text_content())
+    await expect(page.locator("#dashboard")).to_have_attribute("data-stale", "yes")
+    await expect(page.locator("#ticker-stale")).to_be_visible()
+    await page.screenshot(path=str(shot))
+
+    restore()
+    await expect(status).to_have_attribute("data-state", "live", timeout=20_000)
+    await expect(status).to_contain_text(shown)
+    # Caught up: the latest snapshot, well past the seq shown when the stall began.
+    await page.wait_for_function(
+        "frozen => Number(document.getElementById('ticker-seq').textContent) > frozen + 3", arg=frozen
+    )
+    await expect(page.locator("#dashboard")).to_have_attribute("data-stale", "no")
+    await expect(page.locator("#ticker-stale")).to_be_hidden()
+
+
 async def test_a_stalled_websocket_shows_reconnecting_within_5_s_then_catches_up(logged_in_page, tmp_path):
     page = await logged_in_page("alice")
     stall = Stall()
@@ -107,26 +133,11 @@ async def test_a_stalled_websocket_shows_reconnecting_within_5_s_then_catches_up
     await page.goto("/ticker/?transport=websocket")
     status = page.locator("#status")
     await expect(status).to_have_attribute("data-state", "live")
-    seq = page.locator("#ticker-seq")
 
-    stall.cut = True
-    cut_at = time.monotonic()
-    await expect(status).to_have_attribute("data-state", "reconnecting", timeout=5_000)
-    assert time.monotonic() - cut_at < 5, "the stall showed too late"
-    frozen = int(await seq.text_content())
-    await expect(page.locator("#dashboard")).to_have_attribute("data-stale", "yes")
-    await expect(page.locator("#ticker-stale")).to_be_visible()
-    await page.screenshot(path=str(tmp_path / "ticker-stalled-1280.png"))
+    def cut() -> None:
+        stall.cut = True
 
-    stall.restore()
-    await expect(status).to_have_attribute("data-state", "live", timeout=20_000)
-    await expect(status).to_contain_text("WebSocket")
-    # Caught up: the latest snapshot, well past the seq shown when the stall began.
-    await page.wait_for_function(
-        "frozen => Number(document.getElementById('ticker-seq').textContent) > frozen + 3", arg=frozen
-    )
-    await expect(page.locator("#dashboard")).to_have_attribute("data-stale", "no")
-    await expect(page.locator("#ticker-stale")).to_be_hidden()
+    await stalls_then_catches_up(page, cut, stall.restore, "WebSocket", tmp_path / "ticker-stalled-1280.png")
     assert stall.connected >= 2, "the page never opened a new socket"
 
 
@@ -165,21 +176,6 @@ async def test_a_stalled_sse_stream_shows_reconnecting_within_5_s_then_catches_u
         await expect(seq).not_to_have_text("–")
 
         # The feed ticks every 0.2 s: the stall begins just after an event, the longest wait to notice it.
-        proxy.stall()
-        cut_at = time.monotonic()
-        await expect(status).to_have_attribute("data-state", "reconnecting", timeout=5_000)
-        assert time.monotonic() - cut_at < 5, "the stall showed too late"
-        frozen = int(await seq.text_content())
-        await expect(page.locator("#dashboard")).to_have_attribute("data-stale", "yes")
-        await expect(page.locator("#ticker-stale")).to_be_visible()
-        await page.screenshot(path=str(tmp_path / "ticker-sse-stalled-1280.png"))
-
-        proxy.restore()
-        await expect(status).to_have_attribute("data-state", "live", timeout=20_000)
-        await expect(status).to_contain_text("SSE")
-        # Caught up: the latest snapshot, well past the seq shown when the stall began.
-        await page.wait_for_function(
-            "frozen => Number(document.getElementById('ticker-seq').textContent) > frozen + 3", arg=frozen
+        await stalls_then_catches_up(
+            page, proxy.stall, proxy.restore, "SSE", tmp_path / "ticker-sse-stalled-1280.png"
         )
-        await expect(page.locator("#dashboard")).to_have_attribute("data-stale", "no")
-        await expect(page.locator("#ticker-stale")).to_be_hidden()
