@@ -151,18 +151,20 @@ services: setup
 	  fi; \
 	fi
 
-## test: the whole suite on SQLite (the default), then again on PostgreSQL but for the browser
-## tests: they drive pages whose server side the rest of the suite covers on both databases, and
-## they run on SQLite here and on Django 6.1 (test-latest).
+## test: the whole suite on SQLite (the default), then the in-process tests again with the default
+## database on PostgreSQL. The tests that need real servers on PostgreSQL (two processes on the
+## postgres bus, outages and restarts, the pool under load) make their own PostgreSQL databases and
+## run in the first pass; the other real-server and browser tests run on SQLite, here and on
+## Django 6.1 (test-latest): the database paths they take are those the in-process tests check.
 ## Needs Debian chromium at $(CHROMIUM) and nginx at $(NGINX) (system-deps), Redis at $(TEST_REDIS_URL)
 ## and PostgreSQL at $(TEST_DATABASE_URL) (services).
 test: setup system-deps services
 	@echo "== make test: the suite on SQLite, $$($(RUNS_ON)) =="
 	CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest --durations=15 $(PYTEST_ARGS)
-	@echo "== make test: the suite on PostgreSQL ($(TEST_DATABASE_URL)), browser tests left out" \
-		"(they ran on SQLite above), $$($(RUNS_ON)) =="
-	CHROMIUM=$(CHROMIUM) DATABASE_URL=$(TEST_DATABASE_URL) DJANGO_TEST_DATABASE_NAME=test_realtime_$$$$ \
-		$(BIN)/python -m pytest -m "not browser" --durations=15 $(PYTEST_ARGS)
+	@echo "== make test: the in-process tests on PostgreSQL ($(TEST_DATABASE_URL)); the real-server" \
+		"tests ran above, those on PostgreSQL with databases of their own, $$($(RUNS_ON)) =="
+	DATABASE_URL=$(TEST_DATABASE_URL) DJANGO_TEST_DATABASE_NAME=test_realtime_$$$$ \
+		$(BIN)/python -m pytest -m "not slow" --durations=15 $(PYTEST_ARGS)
 
 ## test-latest: the whole suite once, on SQLite, on the current Django (requirements-latest.txt)
 ## and the newest Python 3.12+ that .ci/latest-python finds, in $(LATEST_VENV). PostgreSQL stays

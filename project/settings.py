@@ -171,6 +171,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
             "max_size": int(os.environ.get("DATABASE_POOL_SIZE", "10")),
             # Seconds a request waits for a connection before a 503.
             "timeout": 3,
+            # psycopg_pool retries a lost connection with a doubling delay until this many
+            # seconds, so after an outage of T seconds it could wait about T more (300 by
+            # default). Given up sooner, the next request that needs a connection starts a
+            # fresh attempt at once: the pool comes back within seconds of the database.
+            "reconnect_timeout": 5,
         }
     }
 

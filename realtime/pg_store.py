@@ -31,6 +31,8 @@ from .process import process
 # A handshake storm queues for these (POOL_TIMEOUT) rather than opening a connection per client.
 MAX_CONNECTIONS = 4
 POOL_TIMEOUT = 2.0
+# A lost connection is retried with a doubling delay for this long, then the next call starts afresh.
+RECONNECT_SECONDS = 5.0
 # Fail fast while PostgreSQL is down or a lock is stuck: every caller degrades gracefully.
 STATEMENT_TIMEOUT_MS = 2000
 # What a call raises while PostgreSQL is down (psycopg_pool.PoolTimeout is a psycopg.Error).
@@ -84,6 +86,7 @@ async def fetch(query: str, params: tuple[Any, ...] = ()) -> list[tuple]:
             timeout=POOL_TIMEOUT,
             kwargs={"autocommit": True},
             check=pgconn.check,  # a connection ended while idle is replaced, not handed out
+            reconnect_timeout=RECONNECT_SECONDS,  # see project/settings.py's pool: back within seconds
             open=False,
             name="realtime-store",
         )
