@@ -71,6 +71,23 @@ def ws_connect(
     )
 
 
+async def hello_or_refused(
+    server: LiveServer, client: httpx.AsyncClient, path: str
+) -> ClientConnection | None:
+    """Try a socket to ``path`` on ``server``; return it once hello arrived, or None when refused (403)."""
+    try:
+        ws = await connect(
+            f"{server.ws_url}{path}",
+            additional_headers={**cookie_header(client), "Origin": server.url},
+            open_timeout=20,
+        )
+    except InvalidStatus as exc:
+        assert exc.response.status_code == 403
+        return None
+    assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "hello"
+    return ws
+
+
 async def recv_json(ws: ClientConnection, timeout: float = 5) -> dict[str, Any]:
     """Return the next frame of ``ws`` decoded, failing after ``timeout`` seconds."""
     return json.loads(await asyncio.wait_for(ws.recv(), timeout))

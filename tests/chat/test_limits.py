@@ -8,14 +8,12 @@ bad row in a batch of messages fails alone.
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import uuid
 from dataclasses import replace
 
 import pytest
 import redis
-import websockets
 from asgiref.sync import sync_to_async
 from django.db import OperationalError
 
@@ -26,6 +24,7 @@ from realtime import redis_store
 from realtime.models import ApiToken
 from tests.asgi import http, make_user
 from tests.conftest import LIMITS_REDIS_URL, free_port, make_live_server
+from tests.live_client import hello_or_refused
 from tests.sse_client import login
 
 REDIS_URL = LIMITS_REDIS_URL
@@ -205,27 +204,13 @@ def cluster(tmp_path_factory):
     stop_servers((a, b), CLUSTER_REDIS_URL)
 
 
-def cookie_header(client) -> str:
-    return "; ".join(f"{k}={v}" for k, v in client.cookies.items())
-
-
 def csrf(client) -> dict[str, str]:
     return {"X-CSRFToken": client.cookies["csrftoken"]}
 
 
 async def handshake(server, client, room: str):
     """Try a room socket on ``server``; return it once hello arrived, or None when refused."""
-    try:
-        ws = await websockets.connect(
-            f"{server.ws_url}/ws/rooms/{room}/",
-            additional_headers={"Cookie": cookie_header(client), "Origin": server.url},
-            open_timeout=20,
-        )
-    except websockets.InvalidStatus as exc:
-        assert exc.response.status_code == 403
-        return None
-    assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "hello"
-    return ws
+    return await hello_or_refused(server, client, f"/ws/rooms/{room}/")
 
 
 @pytest.mark.slow

@@ -16,9 +16,9 @@ import uuid
 
 import psycopg
 import pytest
-import websockets
 
 from tests import pg_cluster
+from tests.live_client import hello_or_refused
 from tests.sse_client import login
 
 pytestmark = pytest.mark.slow
@@ -34,10 +34,6 @@ def cluster(tmp_path_factory):
     asyncio.run(pg_cluster.start_all(servers))
     yield servers
     pg_cluster.stop_all(servers)
-
-
-def cookie_header(client) -> str:
-    return "; ".join(f"{k}={v}" for k, v in client.cookies.items())
 
 
 def new_topic() -> str:
@@ -75,18 +71,8 @@ class Watcher:
 
 
 async def handshake(server, client, topic: str):
-    """Try an echo socket on ``server``; return it once hello arrived, or None when refused."""
-    try:
-        ws = await websockets.connect(
-            f"{server.ws_url}/ws/echo/{topic}/",
-            additional_headers={"Cookie": cookie_header(client), "Origin": server.url},
-            open_timeout=20,
-        )
-    except websockets.InvalidStatus as exc:
-        assert exc.response.status_code == 403
-        return None
-    assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "hello"
-    return ws
+    """Try a echo socket on ``server``; return it once hello arrived, or None when refused."""
+    return await hello_or_refused(server, client, f"/ws/echo/{topic}/")
 
 
 def slots_held(server) -> int:
