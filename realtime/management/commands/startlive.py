@@ -14,6 +14,9 @@ class Command(BaseCommand):
         "Create <name>/ and tests/<name>/: a small live feature on the core's public API (a vote count "
         "over WebSocket, SSE and HTTP, its page and its tests), then print the two lines that wire it."
     )
+    # Like startapp: a generator writes files and needs no passing checks. Django 6.1's checks
+    # open the database (the JSONField check), which would create an empty db.sqlite3.
+    requires_system_checks = []
 
     def add_arguments(self, parser):
         parser.add_argument("name", help="the app's package name: lowercase letters, digits, underscores")
