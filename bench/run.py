@@ -40,6 +40,7 @@ RESULTS = BENCH / "results"
 ROOM = "bench"
 DEFAULT_SERVERS = [
     "bare",
+    "uvicorn-asgi",
     "tutorial",
     "realtime-daphne",
     "realtime-uvicorn",

@@ -71,6 +71,11 @@ class Kind:
         """Return the command line that serves on ``port``."""
         if self.name == "bare":
             return [PYTHON, str(BENCH / "bare_websockets.py"), "--port", str(port)]
+        if self.name == "uvicorn-asgi":
+            # httptools itself: realtime.serverguard's header timeout would import the project.
+            command = uvicorn_command("bare_asgi:application", port, self.ws) + ["--app-dir", str(BENCH)]
+            guard = "realtime.serverguard:HttpToolsProtocol"
+            return ["httptools" if arg == guard else arg for arg in command]
         if self.name == "tutorial":
             return daphne_command("tutorial_asgi:application", port)
         if self.name == "realtime-daphne":
@@ -121,6 +126,13 @@ KINDS = {
     kind.name: kind
     for kind in [
         Kind("bare", "bare `websockets` 17 broadcast server (uvloop), the ceiling", None, False),
+        Kind(
+            "uvicorn-asgi",
+            "a trivial ASGI broadcast app (bench/bare_asgi.py) under uvicorn with `make serve`'s flags: "
+            "the floor of the server the project runs on",
+            None,
+            False,
+        ),
         Kind(
             "tutorial",
             "Channels tutorial chat, AuthMiddlewareStack, in-memory layer, Daphne",
