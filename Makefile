@@ -154,9 +154,8 @@ services: setup
 ## test: the whole suite on SQLite (the default), then the in-process tests again with the default
 ## database on PostgreSQL. The tests that need real servers on PostgreSQL (two processes on the
 ## postgres bus, outages and restarts, the pool under load) make their own PostgreSQL databases and
-## run in the first pass; the other real-server and browser tests run on SQLite, here (and on
-## Django 6.1, test-latest, but for the browser ones): the database paths they take are those the
-## in-process tests check.
+## run in the first pass; the other real-server and browser tests run on SQLite, here and on
+## Django 6.1 (test-latest): the database paths they take are those the in-process tests check.
 ## Needs Debian chromium at $(CHROMIUM) and nginx at $(NGINX) (system-deps), Redis at $(TEST_REDIS_URL)
 ## and PostgreSQL at $(TEST_DATABASE_URL) (services).
 test: setup system-deps services
@@ -167,24 +166,20 @@ test: setup system-deps services
 	DATABASE_URL=$(TEST_DATABASE_URL) DJANGO_TEST_DATABASE_NAME=test_realtime_$$$$ \
 		$(BIN)/python -m pytest -m "not slow" --durations=15 $(PYTEST_ARGS)
 
-## test-latest: the suite once more, on SQLite, on the current Django (requirements-latest.txt)
-## and the newest Python 3.12+ that .ci/latest-python finds, in $(LATEST_VENV): every test but
-## the browser tests (the pages' scripts, whatever serves them) and the cluster tests (several
-## processes over Redis or PostgreSQL, services cut and restarted: the same Django paths as the
-## single-process tests, for twice the time); both run in make test. PostgreSQL stays with make
-## test. Needs what make test needs (system-deps, services).
-LATEST_MARKS := not browser and not cluster
+## test-latest: the whole suite once, on SQLite, on the current Django (requirements-latest.txt)
+## and the newest Python 3.12+ that .ci/latest-python finds, in $(LATEST_VENV). PostgreSQL stays
+## with make test. Needs what make test needs (system-deps, services).
 test-latest:
 	@python=$$(.ci/latest-python) || { echo "make test-latest: Django 6 needs Python 3.12 or newer;" \
 		"none runs here (python3.14, python3.13, python3.12, python3 on PATH," \
 		"$${PYENV_ROOT:-$$HOME/.pyenv}/versions/*/bin/python3)." >&2; exit 1; }; \
 	VENV=$(LATEST_VENV) REQUIREMENTS=requirements-latest.txt PYTHON="$$python" \
-		$(MAKE) --no-print-directory test-sqlite SUITE_MARKS="$(LATEST_MARKS)"
+		$(MAKE) --no-print-directory test-sqlite
 
-## test-sqlite: the suite once, on SQLite, in $(VENV): every test, or those SUITE_MARKS selects
+## test-sqlite: the whole suite once, on SQLite, in $(VENV)
 test-sqlite: setup system-deps services
-	@echo "== the suite on SQLite$(if $(SUITE_MARKS), (-m \"$(SUITE_MARKS)\")), $$($(RUNS_ON)) ($(VENV)) =="
-	CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest $(if $(SUITE_MARKS),-m "$(SUITE_MARKS)") --durations=15 $(PYTEST_ARGS)
+	@echo "== the suite on SQLite, $$($(RUNS_ON)) ($(VENV)) =="
+	CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## test-fast: everything but the slow tests (real servers, browser)
 test-fast: setup

@@ -11,7 +11,7 @@ import redis
 from tests.conftest import make_live_server
 from tests.live_client import joined, login, recv_event, ws_connect
 
-pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+pytestmark = pytest.mark.slow
 
 REDIS_URL = "redis://127.0.0.1:6379/14"
 

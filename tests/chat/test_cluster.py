@@ -16,7 +16,7 @@ import websockets
 from tests.conftest import LiveServer, free_port, make_live_server
 from tests.sse_client import login
 
-pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+pytestmark = pytest.mark.slow
 
 REDIS_URL = "redis://127.0.0.1:6379/12"
 DOOMED_REDIS_URL = "redis://127.0.0.1:6379/11"

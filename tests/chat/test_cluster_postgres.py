@@ -29,7 +29,7 @@ from tests.ticker.test_ticker_live import as_uvicorn
 
 from .test_cluster import connect, new_room, next_of_type
 
-pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+pytestmark = pytest.mark.slow
 
 POSTGRES = "postgres://postgres@127.0.0.1:5432"
 DEADLINE = 3.0  # "within 1 s", with room for a loaded machine

@@ -19,7 +19,7 @@ from tests.live_client import joined, recv_event, recv_json, send_json, ws_conne
 from tests.resume_client import ResumingClient
 from tests.sse_client import login
 
-pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+pytestmark = pytest.mark.slow
 
 POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
 

@@ -213,7 +213,6 @@ async def handshake(server, client, room: str):
     return await hello_or_refused(server, client, f"/ws/rooms/{room}/")
 
 
-@pytest.mark.cluster
 @pytest.mark.slow
 async def test_concurrent_posts_to_two_processes_never_pass_the_limit(cluster):
     a, b = cluster
@@ -233,7 +232,6 @@ async def test_concurrent_posts_to_two_processes_never_pass_the_limit(cluster):
     assert len(history) == 20
 
 
-@pytest.mark.cluster
 @pytest.mark.slow
 async def test_simultaneous_handshakes_on_two_processes_admit_exactly_the_limit(cluster):
     a, b = cluster
@@ -255,7 +253,6 @@ async def test_simultaneous_handshakes_on_two_processes_admit_exactly_the_limit(
         await asyncio.gather(*(ws.close() for ws in sockets))
 
 
-@pytest.mark.cluster
 @pytest.mark.slow
 async def test_a_killed_processs_slots_come_back_within_the_ttl(tmp_path):
     a, b = start_servers(
@@ -278,7 +275,6 @@ async def test_a_killed_processs_slots_come_back_within_the_ttl(tmp_path):
         stop_servers((a, b), SERVERS_REDIS_URL)
 
 
-@pytest.mark.cluster
 @pytest.mark.slow
 async def test_processes_starting_together_both_list_each_others_users(tmp_path):
     # The default TTL: a process dropped from the registry would stay dropped for a heartbeat (10 s).
@@ -312,7 +308,6 @@ async def test_processes_starting_together_both_list_each_others_users(tmp_path)
         stop_servers((a, b), SERVERS_REDIS_URL)
 
 
-@pytest.mark.cluster
 @pytest.mark.slow
 async def test_a_stopped_processs_slots_come_back_at_once(tmp_path):
     # The default TTL (30 s): a graceful stop gives its slots back itself, no expiry needed.

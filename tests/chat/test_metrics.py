@@ -287,7 +287,6 @@ async def test_a_scripted_session_against_daphne_moves_each_counter_exactly(tmp_
     assert sum("transport=websocket topic=room" in line and "code=4401" in line for line in ended) == 1
 
 
-@pytest.mark.cluster
 @pytest.mark.slow
 async def test_each_process_of_a_cluster_is_scraped_and_the_totals_add_up(tmp_path):
     room = f"metrics-{uuid.uuid4().hex[:8]}"

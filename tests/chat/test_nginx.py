@@ -18,7 +18,7 @@ from tests.chat.test_cluster import start_cluster, stop_cluster
 from tests.conftest import ROOT, free_port
 from tests.sse_client import login, sse
 
-pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+pytestmark = pytest.mark.slow
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
 

@@ -17,7 +17,7 @@ import pytest
 from tests import pg_cluster
 from tests.sse_client import login
 
-pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+pytestmark = pytest.mark.slow
 
 ROOMS_PER_HOUR = 4
 

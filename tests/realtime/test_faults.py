@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import ROOT, free_port
 
-pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+pytestmark = pytest.mark.slow
 
 
 def test_unreachable_redis_at_start_is_a_clear_error_not_a_hang():

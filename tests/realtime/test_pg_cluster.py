@@ -21,7 +21,7 @@ from tests import pg_cluster
 from tests.live_client import hello_or_refused
 from tests.sse_client import login
 
-pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+pytestmark = pytest.mark.slow
 
 ECHO_APP = "tests.realtime.echo_asgi:application"
 

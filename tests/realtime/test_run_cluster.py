@@ -23,7 +23,7 @@ from tests import pg_cluster
 from tests.conftest import ROOT, flushed_redis, free_port, live_database_url
 from tests.serve import clean_env, long_secret_key
 
-pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+pytestmark = pytest.mark.slow
 
 # A Redis database of its own (see the other tests' choices).
 CLUSTER_REDIS_URL = "redis://127.0.0.1:6379/3"

@@ -215,7 +215,6 @@ def doomed_ticker_cluster(tmp_path, request):
     stop_ticker_cluster(servers, DOOMED_REDIS_URL)
 
 
-@pytest.mark.cluster
 async def test_one_feed_publishes_at_a_time_across_two_processes(ticker_cluster):
     a, b = ticker_cluster
     async with login(a.url, "alice") as alice:
@@ -270,7 +269,6 @@ async def ticks_on_b_while_a_pauses(
         a.process.send_signal(signal.SIGCONT)
 
 
-@pytest.mark.cluster
 async def test_when_the_leading_process_stops_the_other_feed_takes_over_from_the_same_seq(
     doomed_ticker_cluster,
 ):
@@ -293,7 +291,6 @@ async def test_when_the_leading_process_stops_the_other_feed_takes_over_from_the
     assert_consecutive(survivor.seqs, "client of the surviving process")
 
 
-@pytest.mark.cluster
 async def test_when_the_leading_process_is_killed_the_other_feed_goes_on_from_the_same_seq(
     doomed_ticker_cluster,
 ):
@@ -316,7 +313,6 @@ async def test_when_the_leading_process_is_killed_the_other_feed_goes_on_from_th
     assert_consecutive(survivor.seqs, "client of the surviving process")
 
 
-@pytest.mark.cluster
 async def test_a_leader_paused_past_its_lease_stores_and_publishes_no_stale_seq_when_it_wakes(
     doomed_ticker_cluster,
 ):

@@ -21,7 +21,7 @@ from tests import pg_cluster
 from tests.sse_client import login
 from tests.ticker.test_ticker_live import INTERVAL, Watcher, assert_consecutive, open_ticker
 
-pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from tests import pg_cluster
 from tests.sse_client import login
 from tests.uploads.test_upload_quota import creation_headers
 
-pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+pytestmark = pytest.mark.slow
 
 
 async def test_concurrent_creations_on_two_processes_stop_exactly_at_the_quota(tmp_path):

@@ -53,7 +53,6 @@ async def test_concurrent_creations_stop_exactly_at_the_quota(settings):
         assert (await client.post("/api/uploads/", headers=creation_headers(0))).status_code == 201
 
 
-@pytest.mark.cluster
 @pytest.mark.slow
 async def test_concurrent_creations_on_two_processes_stop_exactly_at_the_quota(tmp_path):
     try:
