@@ -179,7 +179,7 @@ test-latest:
 ## test-sqlite: the whole suite once, on SQLite, in $(VENV)
 test-sqlite: setup system-deps services
 	@echo "== the suite on SQLite, $$($(RUNS_ON)) ($(VENV)) =="
-	CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest --durations=15 $(PYTEST_ARGS)
 
 ## test-fast: everything but the slow tests (real servers, browser)
 test-fast: setup
