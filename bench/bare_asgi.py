@@ -13,12 +13,10 @@ from __future__ import annotations
 import itertools
 import json
 
+from bare_websockets import BAD_JSON, HELLO  # the same frames (uvicorn runs it with --app-dir bench)
+
 CLIENTS: set = set()  # the ASGI ``send`` callables of the open sockets
 IDS = itertools.count(1)
-HELLO = json.dumps(
-    {"type": "hello", "user": {"id": 0, "username": "anonymous"}, "room": "bench", "last_id": 0}
-)
-BAD_JSON = '{"type":"error","code":"bad_json","detail":"bad frame"}'
 
 
 async def broadcast(text: str) -> None:

@@ -23,6 +23,7 @@ IDS = itertools.count(1)
 HELLO = json.dumps(
     {"type": "hello", "user": {"id": 0, "username": "anonymous"}, "room": "bench", "last_id": 0}
 )
+BAD_JSON = '{"type":"error","code":"bad_json","detail":"bad frame"}'
 
 
 async def handler(connection: ServerConnection) -> None:
@@ -34,7 +35,7 @@ async def handler(connection: ServerConnection) -> None:
             try:
                 text = json.loads(frame)["text"]
             except (ValueError, KeyError, TypeError):
-                await connection.send('{"type":"error","code":"bad_json","detail":"bad frame"}')
+                await connection.send(BAD_JSON)
                 continue
             event = {"type": "message", "id": next(IDS), "room": "bench", "user": "anonymous", "text": text}
             broadcast(CLIENTS, json.dumps(event, separators=(",", ":")))

@@ -39,12 +39,15 @@ def daphne_command(app: str, port: int) -> list[str]:
     return [PYTHON, "-m", "daphne", "-e", endpoint, "-v", "0", "--websocket_connect_timeout", "60", app]
 
 
-def uvicorn_command(app: str, port: int, ws: str, deflate: bool = False) -> list[str]:
+# make serve's HTTP protocol: httptools with a header timeout (realtime/serverguard.py).
+SERVE_HTTP = "realtime.serverguard:HttpToolsProtocol"
+
+
+def uvicorn_command(app: str, port: int, ws: str, deflate: bool = False, http: str = SERVE_HTTP) -> list[str]:
     """Return the uvicorn command line of ``make serve`` with the WebSocket implementation ``ws``."""
-    # make serve's HTTP protocol: httptools with a header timeout (realtime/serverguard.py).
     return [
         PYTHON, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-        "--loop", "uvloop", "--http", "realtime.serverguard:HttpToolsProtocol", "--ws", ws,
+        "--loop", "uvloop", "--http", http, "--ws", ws,
         "--ws-per-message-deflate", "true" if deflate else "false",
         "--backlog", str(BACKLOG), "--lifespan", "off", "--no-access-log", "--log-level", "warning",
         "--ws-max-size", "1048576", "--timeout-graceful-shutdown", "10",
@@ -73,9 +76,8 @@ class Kind:
             return [PYTHON, str(BENCH / "bare_websockets.py"), "--port", str(port)]
         if self.name == "uvicorn-asgi":
             # httptools itself: realtime.serverguard's header timeout would import the project.
-            command = uvicorn_command("bare_asgi:application", port, self.ws) + ["--app-dir", str(BENCH)]
-            guard = "realtime.serverguard:HttpToolsProtocol"
-            return ["httptools" if arg == guard else arg for arg in command]
+            command = uvicorn_command("bare_asgi:application", port, self.ws, http="httptools")
+            return command + ["--app-dir", str(BENCH)]
         if self.name == "tutorial":
             return daphne_command("tutorial_asgi:application", port)
         if self.name == "realtime-daphne":
