@@ -103,10 +103,16 @@ class SinkDeliveryConsumer(AsyncWebsocketConsumer):
     async def __call__(self, scope, receive, send) -> None:
         """Called by the server for each socket: serve it, then let go of everything it used."""
         self.scope = scope
-        self.base_send = send
         self.base_receive = receive
         # uvicorn's sans-I/O protocol, when events can be written to it directly (realtime.directsend).
         self._direct = directsend.target_of(send)
+        if self._direct is None:
+            self.base_send = send
+        else:
+            # Every other send (accept, close, a send that must wait) goes after the frames
+            # written directly this turn.
+            self._asgi_send = send
+            self.base_send = self._send_after_direct
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.channel_name = await self.channel_layer.new_channel()
         self._sink = hasattr(self.channel_layer, "attach")
@@ -158,6 +164,11 @@ class SinkDeliveryConsumer(AsyncWebsocketConsumer):
                 if self.close_code is None:
                     self.close_code = message.get("code", 1005)
         return None
+
+    def _send_after_direct(self, message: dict) -> Awaitable[None]:
+        """The ASGI send, after the frames queued for this socket by directsend."""
+        directsend.flush(self._direct)
+        return self._asgi_send(message)
 
     async def _until_disconnect(self) -> None:
         while not self._disconnected:

@@ -12,10 +12,21 @@ uvicorn's own ``send`` ends with. Own code beats the library's path here
 open state (paused by a slow reader, closing, a fragment pending, frames
 waiting, debug framing) the writer declines and the caller uses the ASGI
 ``send``, which handles every one of those cases as before.
+
+Frames written in one turn of the event loop are coalesced per socket:
+:func:`write` queues the frame and one callback per turn hands each socket
+everything queued for it in ONE ``transport.write()``, the system call that
+is most of a delivery's cost (bench/README.md). A batch of events published
+together (the chat's group commit) then costs one write per recipient, not
+one per event and recipient. Anything else sent on the socket goes after
+what is queued: the ASGI send of a consumer that writes here first calls
+:func:`flush` (realtime.delivery).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 
 try:  # uvicorn[standard] brings both; without them every socket uses the ASGI send
@@ -24,6 +35,8 @@ try:  # uvicorn[standard] brings both; without them every socket uses the ASGI s
     from websockets.protocol import Side, State
 except ImportError:  # pragma: no cover - another server
     WebSocketsSansIOProtocol = None
+
+logger = logging.getLogger(__name__)
 
 # The last text framed, and its frame: a publish offers the same str to every subscriber in a
 # row, so one entry is enough and nothing is kept per socket.
@@ -38,6 +51,11 @@ def frame_of(text: str) -> bytes:
         frame = Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
         _last = (text, frame)
     return frame
+
+
+# Frames written this turn, per protocol, in order; one callback per turn writes them out.
+_pending: dict[object, list[bytes]] = {}
+_flush_scheduled = False
 
 
 def target_of(send: Callable) -> object | None:
@@ -65,5 +83,38 @@ def write(protocol, text: str) -> bool:
         or conn.debug
     ):
         return False
-    protocol.transport.write(frame_of(text))
+    global _flush_scheduled
+    frames = _pending.get(protocol)
+    if frames is None:
+        _pending[protocol] = [frame_of(text)]
+        if not _flush_scheduled:
+            asyncio.get_running_loop().call_soon(_flush_all)
+            _flush_scheduled = True
+    else:
+        frames.append(frame_of(text))
     return True
+
+
+def flush(protocol) -> None:
+    """Write out now what :func:`write` queued for ``protocol``: call before any other send on it."""
+    frames = _pending.pop(protocol, None)
+    if frames is not None:
+        _write_out(protocol, frames)
+
+
+def _flush_all() -> None:
+    """Write out every socket's queued frames, one ``transport.write()`` each (once per loop turn)."""
+    global _flush_scheduled
+    _flush_scheduled = False
+    while _pending:
+        protocol, frames = _pending.popitem()
+        _write_out(protocol, frames)
+
+
+def _write_out(protocol, frames: list[bytes]) -> None:
+    if protocol.disconnected or protocol.conn.state is not State.OPEN:
+        return  # closed since (by the client or the server itself): the client resumes by replay
+    try:
+        protocol.transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+    except Exception as exc:  # the client is gone: the server tells its consumer (websocket.disconnect)
+        logger.debug("direct write to a gone socket: %r", exc)

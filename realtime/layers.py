@@ -173,6 +173,7 @@ class FastInMemoryChannelLayer(ChannelHousekeeping, InMemoryChannelLayer):
         leave: list[str] = []
         channels = self.channels
         skipped = 0  # busy members whose queue was full (rare): not delivered
+        woken = False  # a member's receiver was waiting: it may be woken below
         for channel, joined in members.items():
             if joined < joined_after:
                 leave.append(channel)
@@ -184,6 +185,7 @@ class FastInMemoryChannelLayer(ChannelHousekeeping, InMemoryChannelLayer):
             ):
                 skipped += 1
                 continue
+            woken = woken or bool(state.waiters)
             self._push(state, message, now)
         # A published event (realtime.events stamps it): counted once per group_send, not per member.
         sent_at = message.get(metrics.SENT_AT)
@@ -193,9 +195,12 @@ class FastInMemoryChannelLayer(ChannelHousekeeping, InMemoryChannelLayer):
             self._leave(group, channel)
         for channel in evict:
             self._remove_from_groups(channel)
-        # Yield once (not per member), as the stock and Redis layers do: the receivers
-        # woken above run now, so e.g. a sender gets its own echo before its next frame.
-        await asyncio.sleep(0)
+        # Yield once (not per member) if a receiver was woken above: it runs now, so e.g. a
+        # sender gets its own echo before its next frame. Members with a sink took the
+        # message on this stack already; not yielding then lets a publisher's batch of
+        # events leave in one loop turn, written once per socket (realtime.directsend).
+        if woken:
+            await asyncio.sleep(0)
 
     # -- direct delivery extension ---------------------------------------------
 
