@@ -13,12 +13,13 @@ open state (paused by a slow reader, closing, a fragment pending, frames
 waiting, debug framing) the writer declines and the caller uses the ASGI
 ``send``, which handles every one of those cases as before.
 
-Frames written in one turn of the event loop are coalesced per socket:
-:func:`write` queues the frame and one callback per turn hands each socket
-everything queued for it in ONE ``transport.write()``, the system call that
-is most of a delivery's cost (bench/README.md). A batch of events published
-together (the chat's group commit) then costs one write per recipient, not
-one per event and recipient. Anything else sent on the socket goes after
+A socket's first frame in a turn of the event loop is written at once; its
+later frames in the same turn are queued, and one callback at the end of
+the turn hands each socket what queued for it in ONE ``transport.write()``,
+the system call that is most of a delivery's cost (bench/README.md). A
+batch of events published together (the chat's group commit) then costs two
+writes per recipient, not one per event and recipient, and a lone event
+goes out as soon as before. Anything else sent on the socket goes after
 what is queued: the ASGI send of a consumer that writes here first calls
 :func:`flush` (realtime.delivery).
 """
@@ -53,9 +54,9 @@ def frame_of(text: str) -> bytes:
     return frame
 
 
-# Frames written this turn, per protocol, in order; one callback per turn writes them out.
+# The sockets written to in this turn of the loop, and the frames each got since, in order.
+_written: set = set()
 _pending: dict[object, list[bytes]] = {}
-_flush_scheduled = False
 
 
 def target_of(send: Callable) -> object | None:
@@ -67,7 +68,10 @@ def target_of(send: Callable) -> object | None:
 
 
 def write(protocol, text: str) -> bool:
-    """Write ``text`` to ``protocol`` as one frame now and return True; False if the ASGI send must."""
+    """Write ``text`` to ``protocol`` as one frame (now, or with the socket's others at the turn's end).
+
+    Return True once it is the socket's, False if the ASGI send must take it.
+    """
     conn = protocol.conn
     if (
         protocol.disconnected
@@ -83,15 +87,17 @@ def write(protocol, text: str) -> bool:
         or conn.debug
     ):
         return False
-    global _flush_scheduled
-    frames = _pending.get(protocol)
-    if frames is None:
-        _pending[protocol] = [frame_of(text)]
-        if not _flush_scheduled:
-            asyncio.get_running_loop().call_soon(_flush_all)
-            _flush_scheduled = True
-    else:
-        frames.append(frame_of(text))
+    if protocol in _written:  # a later frame this turn: out with the others at the turn's end
+        frames = _pending.get(protocol)
+        if frames is None:
+            _pending[protocol] = [frame_of(text)]
+        else:
+            frames.append(frame_of(text))
+        return True
+    protocol.transport.write(frame_of(text))
+    if not _written:
+        asyncio.get_running_loop().call_soon(_end_turn)
+    _written.add(protocol)
     return True
 
 
@@ -102,10 +108,9 @@ def flush(protocol) -> None:
         _write_out(protocol, frames)
 
 
-def _flush_all() -> None:
+def _end_turn() -> None:
     """Write out every socket's queued frames, one ``transport.write()`` each (once per loop turn)."""
-    global _flush_scheduled
-    _flush_scheduled = False
+    _written.clear()
     while _pending:
         protocol, frames = _pending.popitem()
         _write_out(protocol, frames)

@@ -3,10 +3,14 @@
 Events are framed once per publish and written to uvicorn's sockets directly
 (realtime.directsend): the frames must still be what the ASGI send would
 write, for short, non-ASCII and longer texts, in order, to every socket.
+A burst stored in one batch leaves in one loop turn, each socket's frames
+after its first written together: every frame must arrive whole, in order.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 
 import pytest
@@ -16,6 +20,8 @@ from tests.serve import served
 
 pytestmark = pytest.mark.slow
 
+SENDERS, BURST = 10, 30
+ROOM = "/ws/rooms/frames/"
 TEXTS = ["hi", "héllo ✓ 😀 中文", "é" * 2000, "x" * 126, "y" * 125]  # 16-bit lengths past 125 bytes
 
 
@@ -25,7 +31,8 @@ def compact(event: dict) -> str:
 
 
 async def test_every_socket_gets_each_event_as_the_same_text_frame(tmp_path):
-    with served(tmp_path) as (server, _log):
+    # The burst below is over the default rate limit on purpose.
+    with served(tmp_path, REALTIME_RATE_LIMIT="10000/10s") as (server, _log):
         async with (
             login(server, "alice") as alice,
             login(server, "bob") as bob,
@@ -55,3 +62,29 @@ async def test_every_socket_gets_each_event_as_the_same_text_frame(tmp_path):
                         raw.append(frame)
                         break
             assert raw[0] == raw[1] == raw[2] == compact(json.loads(raw[0]))
+            # A burst from several sockets at once: stored in batches, each batch leaving in one
+            # loop turn, so each socket's frames after its first go out in one write.
+            async with contextlib.AsyncExitStack() as stack:
+                senders = [
+                    await stack.enter_async_context(ws_connect(server, alice, ROOM)) for _ in range(SENDERS)
+                ]
+                for ws in senders:
+                    await joined(ws)
+
+                async def post(index: int, ws) -> None:
+                    for n in range(BURST):
+                        await send_json(ws, {"type": "message", "text": f"burst {index} {n}"})
+
+                await asyncio.gather(*(post(index, ws) for index, ws in enumerate(senders)))
+                # Every socket, the senders too (read, so that they close at once).
+                for ws in (first, second, *senders):
+                    events = []
+                    while len(events) < SENDERS * BURST:
+                        event = await recv_event(ws, skip=("presence_diff", "presence"))
+                        if event["type"] == "message" and event["text"].startswith("burst "):
+                            events.append(event)
+                    ids = [e["id"] for e in events]
+                    assert ids == sorted(set(ids))  # each once, in id order
+                    for index in range(SENDERS):  # each sender's in the order posted
+                        mine = [e["text"] for e in events if e["text"].startswith(f"burst {index} ")]
+                        assert mine == [f"burst {index} {n}" for n in range(BURST)]
