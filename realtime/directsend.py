@@ -87,17 +87,22 @@ def write(protocol, text: str) -> bool:
         or conn.debug
     ):
         return False
-    if protocol in _written:  # a later frame this turn: out with the others at the turn's end
+    written = len(_written)
+    _written.add(protocol)
+    if len(_written) == written:  # a later frame this turn: out with the others at the turn's end
         frames = _pending.get(protocol)
         if frames is None:
             _pending[protocol] = [frame_of(text)]
         else:
             frames.append(frame_of(text))
         return True
-    protocol.transport.write(frame_of(text))
-    if not _written:
+    if not written:
         asyncio.get_running_loop().call_soon(_end_turn)
-    _written.add(protocol)
+    try:
+        protocol.transport.write(frame_of(text))
+    except BaseException:
+        _written.discard(protocol)  # nothing went out: nothing may wait behind it
+        raise
     return True
 
 

@@ -185,7 +185,8 @@ class FastInMemoryChannelLayer(ChannelHousekeeping, InMemoryChannelLayer):
             ):
                 skipped += 1
                 continue
-            woken = woken or bool(state.waiters)
+            if state.waiters:
+                woken = True
             self._push(state, message, now)
         # A published event (realtime.events stamps it): counted once per group_send, not per member.
         sent_at = message.get(metrics.SENT_AT)
