@@ -14,7 +14,7 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 
-from realtime import ClientError, db_call, publish, rate_allow, spawn
+from realtime import ClientError, batch, db_call, publish, rate_allow, spawn
 
 from . import conf, events
 from .models import Message, Room
@@ -186,11 +186,12 @@ def _store(slug: str, posts: list[_Post]) -> asyncio.Future[list[Message | Excep
 
 async def _broadcast(topic: RoomTopic, posts: list[_Post], stored: list[Message | Exception]) -> None:
     """Publish a stored batch in id order, then answer its posters."""
-    for msg in sorted((m for m in stored if isinstance(m, Message)), key=attrgetter("pk")):
-        try:
-            await publish(topic, events.message(msg))
-        except Exception:  # stored anyway: clients get it by replay
-            logger.exception("broadcast of message %s failed", msg.pk)
+    with batch():  # one write per socket for the whole batch
+        for msg in sorted((m for m in stored if isinstance(m, Message)), key=attrgetter("pk")):
+            try:
+                await publish(topic, events.message(msg))
+            except Exception:  # stored anyway: clients get it by replay
+                logger.exception("broadcast of message %s failed", msg.pk)
     for msg, post in zip(stored, posts, strict=True):
         if not post.stored.done():
             if isinstance(msg, Message):

@@ -33,8 +33,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from collections.abc import Awaitable, Callable, Generator
-from typing import Any
+from collections.abc import Awaitable
 
 from channels.db import aclose_old_connections
 from channels.exceptions import ChannelFull
@@ -43,50 +42,13 @@ from channels.layers import get_channel_layer
 
 from . import directsend, metrics
 from .codes import TRY_AGAIN_LATER
+from .eager import send_eagerly
 from .events import DELIVER
 from .transport import FRAME
 
 logger = logging.getLogger(__name__)
 # How long a socket the server closed waits for the client's close frame.
 CLOSE_WAIT_SECONDS = 10.0
-
-
-def send_eagerly(send: Callable[[dict], Awaitable[None]], message: dict) -> Awaitable[None] | None:
-    """Run ``send(message)`` until it completes or must wait; return None, or an awaitable of the rest."""
-    steps = send(message).__await__()
-    try:
-        waiting_on = steps.send(None)
-    except StopIteration:
-        return None
-    return _Rest(steps, waiting_on)
-
-
-class _Rest:
-    """The rest of an awaitable that already ran until its first suspension.
-
-    Awaiting it (in a task) passes on what it waits for, and back what the
-    task sends or throws in (results, cancellation): ``yield from`` by hand,
-    since the awaitable cannot be restarted.
-    """
-
-    __slots__ = ("steps", "waiting_on")
-
-    def __init__(self, steps: Generator, waiting_on: Any) -> None:
-        self.steps, self.waiting_on = steps, waiting_on
-
-    def __await__(self) -> Generator:
-        steps, value = self.steps, self.waiting_on
-        while True:
-            try:
-                sent = yield value
-            except BaseException as exc:  # cancellation, GeneratorExit: hand it on
-                step, arg = steps.throw, exc
-            else:
-                step, arg = steps.send, sent
-            try:
-                value = step(arg)
-            except StopIteration as stop:
-                return stop.value
 
 
 class SinkDeliveryConsumer(AsyncWebsocketConsumer):

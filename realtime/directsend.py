@@ -16,19 +16,20 @@ waiting, debug framing) the writer declines and the caller uses the ASGI
 A socket's first frame in a turn of the event loop is written at once; its
 later frames in the same turn are queued, and one callback at the end of
 the turn hands each socket what queued for it in ONE ``transport.write()``,
-the system call that is most of a delivery's cost (bench/README.md). A
-batch of events published together (the chat's group commit) then costs two
-writes per recipient, not one per event and recipient, and a lone event
-goes out as soon as before. Anything else sent on the socket goes after
-what is queued: the ASGI send of a consumer that writes here first calls
-:func:`flush` (realtime.delivery).
+the system call that is most of a delivery's cost (bench/README.md). Inside
+:func:`batch` (events published together, such as a stored batch of messages) the
+first frame waits too, so each socket gets the batch in one write when it
+ends; outside, a lone event goes out as soon as before. Anything else sent
+on the socket goes after what is queued: the ASGI send of a consumer that
+writes here first calls :func:`flush` (realtime.delivery).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 try:  # uvicorn[standard] brings both; without them every socket uses the ASGI send
     from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -57,6 +58,7 @@ def frame_of(text: str) -> bytes:
 # The sockets written to in this turn of the loop, and the frames each got since, in order.
 _written: set = set()
 _pending: dict[object, list[bytes]] = {}
+_batches = 0  # batch() blocks open: every frame waits for the last one's end (or the turn's)
 
 
 def target_of(send: Callable) -> object | None:
@@ -89,21 +91,34 @@ def write(protocol, text: str) -> bool:
         return False
     written = len(_written)
     _written.add(protocol)
-    if len(_written) == written:  # a later frame this turn: out with the others at the turn's end
+    if not written:
+        asyncio.get_running_loop().call_soon(_end_turn)
+    if _batches or len(_written) == written:  # not the socket's first this turn, or a batch
         frames = _pending.get(protocol)
         if frames is None:
             _pending[protocol] = [frame_of(text)]
         else:
             frames.append(frame_of(text))
         return True
-    if not written:
-        asyncio.get_running_loop().call_soon(_end_turn)
     try:
         protocol.transport.write(frame_of(text))
     except BaseException:
         _written.discard(protocol)  # nothing went out: nothing may wait behind it
         raise
     return True
+
+
+@contextlib.contextmanager
+def batch() -> Iterator[None]:
+    """Hold every frame written inside until the block ends: then one write per socket."""
+    global _batches
+    _batches += 1
+    try:
+        yield
+    finally:
+        _batches -= 1
+        if not _batches:
+            _end_turn()
 
 
 def flush(protocol) -> None:

@@ -4,7 +4,7 @@ Expiry is lazy: a queue's head is checked when touched, plus one full sweep
 at most every ``min(expiry, group_expiry)`` seconds that reclaims channels
 nobody reads any more and memberships past ``group_expiry``.
 :class:`ChannelHousekeeping` holds these steps for the layer, which keeps
-``channels``, ``groups`` and ``_memberships``.
+``channels``, ``groups`` and ``_memberships``, and a channel's sink.
 """
 
 from __future__ import annotations
@@ -53,6 +53,25 @@ class ChannelHousekeeping:
     group_expiry: float
     _next_sweep: float
     _sweep_every: float
+
+    # -- direct delivery extension ---------------------------------------------
+
+    def attach(self, channel: str, sink: Sink) -> None:
+        """Offer the channel's messages to ``sink`` on the sender's stack while its queue is empty.
+
+        The channel's owner (one consumer) then reads only what the sink
+        declined, with :meth:`receive_nowait` or :meth:`receive`, in order.
+        """
+        self.require_valid_channel_name(channel)
+        self._state(channel).sink = sink
+
+    def detach(self, channel: str) -> None:
+        """Remove the channel's sink; its owner is gone, so what it left queued is dropped too."""
+        state = self.channels.get(channel)
+        if state is not None:
+            state.sink = None
+            state.queue = NO_MESSAGES
+            self._forget_if_idle(channel, state)
 
     def _wake(self, state: _Channel) -> None:
         """Wake one receiver of this loop; receivers of other loops are woken too, to re-check."""

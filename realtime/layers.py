@@ -29,7 +29,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
 
 from . import metrics
-from .layer_channels import NO_MESSAGES, ChannelHousekeeping, Message, Sink, _Channel
+from .layer_channels import NO_MESSAGES, ChannelHousekeeping, Message, _Channel
 
 logger = logging.getLogger(__name__)
 
@@ -202,25 +202,6 @@ class FastInMemoryChannelLayer(ChannelHousekeeping, InMemoryChannelLayer):
         # events leave in one loop turn, written once per socket (realtime.directsend).
         if woken:
             await asyncio.sleep(0)
-
-    # -- direct delivery extension ---------------------------------------------
-
-    def attach(self, channel: str, sink: Sink) -> None:
-        """Offer the channel's messages to ``sink`` on the sender's stack while its queue is empty.
-
-        The channel's owner (one consumer) then reads only what the sink
-        declined, with :meth:`receive_nowait` or :meth:`receive`, in order.
-        """
-        self.require_valid_channel_name(channel)
-        self._state(channel).sink = sink
-
-    def detach(self, channel: str) -> None:
-        """Remove the channel's sink; its owner is gone, so what it left queued is dropped too."""
-        state = self.channels.get(channel)
-        if state is not None:
-            state.sink = None
-            state.queue = NO_MESSAGES
-            self._forget_if_idle(channel, state)
 
     # -- flush extension -----------------------------------------------------
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from realtime.delivery import send_eagerly
+from realtime.eager import send_eagerly
 
 
 class Transport:
