@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -186,8 +187,10 @@ def _store(slug: str, posts: list[_Post]) -> asyncio.Future[list[Message | Excep
 
 async def _broadcast(topic: RoomTopic, posts: list[_Post], stored: list[Message | Exception]) -> None:
     """Publish a stored batch in id order, then answer its posters."""
-    with batch():  # one write per socket for the whole batch
-        for msg in sorted((m for m in stored if isinstance(m, Message)), key=attrgetter("pk")):
+    ordered = sorted((m for m in stored if isinstance(m, Message)), key=attrgetter("pk"))
+    # Several: one write per socket for all of them. One: out to each socket at once.
+    with batch() if len(ordered) > 1 else contextlib.nullcontext():
+        for msg in ordered:
             try:
                 await publish(topic, events.message(msg))
             except Exception:  # stored anyway: clients get it by replay

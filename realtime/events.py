@@ -130,8 +130,9 @@ def batch() -> contextlib.AbstractContextManager[None]:
 
     Each socket then gets the block's events, in order, in one write when it
     ends, instead of one write per event (realtime.directsend: under
-    ``make serve``'s uvicorn; elsewhere it changes nothing). For events
-    published in a row, such as a stored batch of messages.
+    ``make serve``'s uvicorn; elsewhere it changes nothing). For two or more
+    events published in a row, such as a stored batch of messages: every
+    frame waits for the block's end, so a lone event goes out sooner without.
     """
     return directsend.batch()
 
