@@ -36,7 +36,8 @@ from channels.layers import BaseChannelLayer
 from channels_redis.core import RedisChannelLayer
 
 from . import metrics
-from .layers import OVERFLOW, FastInMemoryChannelLayer, Sink
+from .layer_channels import Sink
+from .layers import OVERFLOW, FastInMemoryChannelLayer
 
 logger = logging.getLogger(__name__)
 
