@@ -27,7 +27,7 @@ _EXPORTS = {
     "publish": "events",
     "publish_sync": "events",
     "publish_to_user": "events",
-    "batch": "events",
+    "publish_many": "events",
     "encode": "events",
     "require_shared_layer": "services",
     # Errors and the JSON API's plumbing.

@@ -125,16 +125,21 @@ async def publish(topic: Topic, event: dict[str, Any], *, exclude: str | None = 
             )
 
 
-def batch() -> contextlib.AbstractContextManager[None]:
-    """Publish several events together: ``with batch():`` around the publishes.
+async def publish_many(topic: Topic, events: list[dict[str, Any]]) -> None:
+    """Publish ``events`` to ``topic`` in order; two or more reach each socket in one write.
 
-    Each socket then gets the block's events, in order, in one write when it
-    ends, instead of one write per event (realtime.directsend: under
-    ``make serve``'s uvicorn; elsewhere it changes nothing). For two or more
-    events published in a row, such as a stored batch of messages: every
-    frame waits for the block's end, so a lone event goes out sooner without.
+    Two or more are framed under realtime.directsend's ``batch()`` (under
+    ``make serve``'s uvicorn; elsewhere it changes nothing): every frame waits
+    for the last event, so a lone event is published as it is, at once. An
+    event whose publish fails is logged and the others still go (stored
+    events reach clients by replay).
     """
-    return directsend.batch()
+    with directsend.batch() if len(events) > 1 else contextlib.nullcontext():
+        for event in events:
+            try:
+                await publish(topic, event)
+            except Exception:
+                logger.exception("publish of a %s event to %s failed", event.get("type"), topic)
 
 
 async def publish_to_user(user_id: int, event: dict[str, Any]) -> None:
